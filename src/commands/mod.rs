@@ -1,0 +1,4 @@
+//! One library function per subcommand; the binary only parses arguments and prints.
+
+pub mod eval;
+pub mod inspect;

@@ -1,0 +1,31 @@
+//! The library's top-level error: one variant per stage, each carrying the file it concerns.
+
+use std::path::PathBuf;
+
+use crate::data::DataError;
+use crate::graph::GraphError;
+use crate::lower::LowerError;
+use crate::onnx::OnnxError;
+use crate::validate::RuntimeError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Onnx(#[from] OnnxError),
+
+    #[error("`{path}`: {source}")]
+    Graph { path: PathBuf, source: GraphError },
+
+    #[error("`{path}`: {source}")]
+    Lower { path: PathBuf, source: LowerError },
+
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+
+    #[error(transparent)]
+    Data(#[from] DataError),
+
+    /// Model and data do not fit together (shape, class count).
+    #[error("{0}")]
+    Mismatch(String),
+}

@@ -1,0 +1,13 @@
+//! archrepair-onnx: repairs deployed ONNX image classifiers with ArchRepair (block-level
+//! architecture search and weight training). See `../shared/DESIGN.md` for the pipeline.
+
+pub mod commands;
+pub mod data;
+mod error;
+pub mod graph;
+pub mod lower;
+pub mod model;
+pub mod onnx;
+pub mod validate;
+
+pub use error::Error;

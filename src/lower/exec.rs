@@ -1,0 +1,526 @@
+//! Executes one parsed operator with libtorch. Semantics follow the ONNX operator specification
+//! (and onnxruntime where the specification leaves room), not PyTorch's defaults.
+
+use tch::{Kind, Tensor};
+
+use super::ops::{Binary, Op, Padding, Window};
+
+/// Why an operator could not run on the given inputs.
+#[derive(Debug)]
+pub enum ExecError {
+    Torch(tch::TchError),
+    Invalid(String),
+}
+
+impl From<tch::TchError> for ExecError {
+    fn from(e: tch::TchError) -> Self {
+        ExecError::Torch(e)
+    }
+}
+
+type Res<T> = Result<T, ExecError>;
+
+fn invalid<T>(reason: impl Into<String>) -> Res<T> {
+    Err(ExecError::Invalid(reason.into()))
+}
+
+/// The `i`-th input; an error if it is missing or omitted.
+fn input<'a>(inputs: &[Option<&'a Tensor>], i: usize) -> Res<&'a Tensor> {
+    match inputs.get(i) {
+        Some(Some(t)) => Ok(t),
+        _ => invalid(format!("input {i} is required")),
+    }
+}
+
+fn optional<'a>(inputs: &[Option<&'a Tensor>], i: usize) -> Option<&'a Tensor> {
+    inputs.get(i).copied().flatten()
+}
+
+/// Values of a small integer tensor (shapes, axes, pads) as a Vec.
+pub fn int_values(t: &Tensor) -> Res<Vec<i64>> {
+    let flat = t.f_to_kind(Kind::Int64)?.f_flatten(0, -1)?.f_to_device(tch::Device::Cpu)?;
+    Ok(Vec::<i64>::try_from(&flat)?)
+}
+
+fn scalar_value(t: &Tensor) -> Res<f64> {
+    if t.numel() != 1 {
+        return invalid(format!("expected a scalar, got shape {:?}", t.size()));
+    }
+    Ok(t.f_to_kind(Kind::Double)?.f_flatten(0, -1)?.f_double_value(&[0])?)
+}
+
+/// Axis in [0, rank) from a possibly negative ONNX axis.
+fn norm_axis(axis: i64, rank: i64) -> Res<i64> {
+    let a = if axis < 0 { axis + rank } else { axis };
+    if a < 0 || a >= rank.max(1) {
+        return invalid(format!("axis {axis} is out of range for rank {rank}"));
+    }
+    Ok(a)
+}
+
+fn is_float(t: &Tensor) -> bool {
+    matches!(t.kind(), Kind::Float | Kind::Double | Kind::Half | Kind::BFloat16)
+}
+
+pub fn run(op: &Op, inputs: &[Option<&Tensor>], train: bool) -> Res<Vec<Tensor>> {
+    let x = || input(inputs, 0);
+    let one = |t: Tensor| Ok(vec![t]);
+    match op {
+        Op::Conv { window, group } => one(conv(x()?, input(inputs, 1)?, optional(inputs, 2), window, *group)?),
+        Op::BatchNorm { epsilon, momentum } => one(x()?.f_batch_norm(
+            Some(input(inputs, 1)?),
+            Some(input(inputs, 2)?),
+            Some(input(inputs, 3)?),
+            Some(input(inputs, 4)?),
+            train,
+            // ONNX: running = running * momentum + batch * (1 - momentum); torch: the reverse.
+            1.0 - momentum,
+            *epsilon,
+            true,
+        )?),
+        Op::Relu => one(x()?.f_relu()?),
+        Op::LeakyRelu { alpha } => {
+            let x = x()?;
+            one(x.f_where_self(&x.f_gt(0.0)?, &x.f_mul_scalar(*alpha)?)?)
+        }
+        Op::Clip { min, max } => {
+            let lo = match min {
+                Some(v) => Some(*v),
+                None => optional(inputs, 1).map(scalar_value).transpose()?,
+            };
+            let hi = match max {
+                Some(v) => Some(*v),
+                None => optional(inputs, 2).map(scalar_value).transpose()?,
+            };
+            let x = x()?;
+            let x = match lo { Some(v) => x.f_clamp_min(v)?, None => x.shallow_clone() };
+            one(match hi { Some(v) => x.f_clamp_max(v)?, None => x })
+        }
+        Op::Sigmoid => one(x()?.f_sigmoid()?),
+        Op::HardSigmoid { alpha, beta } => one(x()?.f_mul_scalar(*alpha)?.f_add_scalar(*beta)?.f_clamp(0.0, 1.0)?),
+        Op::HardSwish => one(x()?.f_hardswish()?),
+        Op::Binary(b) => one(binary(*b, x()?, input(inputs, 1)?)?),
+        Op::Sum => {
+            let mut acc = x()?.shallow_clone();
+            for i in 1..inputs.len() {
+                acc = acc.f_add(input(inputs, i)?)?;
+            }
+            one(acc)
+        }
+        Op::MaxPool { window, ceil_mode } => one(max_pool(x()?, window, *ceil_mode)?),
+        Op::AveragePool { window, ceil_mode, count_include_pad } => {
+            one(avg_pool(x()?, window, *ceil_mode, *count_include_pad)?)
+        }
+        Op::GlobalAveragePool => {
+            let x = x()?;
+            let dims: Vec<i64> = (2..x.dim() as i64).collect();
+            one(x.f_mean_dim(dims.as_slice(), true, None::<Kind>)?)
+        }
+        Op::GlobalMaxPool => {
+            let x = x()?;
+            let dims: Vec<i64> = (2..x.dim() as i64).collect();
+            one(x.f_amax(dims.as_slice(), true)?)
+        }
+        Op::ReduceMean { axes, keepdims, noop_with_empty_axes } => {
+            let x = x()?;
+            let axes = match axes {
+                Some(a) => a.clone(),
+                None => optional(inputs, 1).map(int_values).transpose()?.unwrap_or_default(),
+            };
+            if axes.is_empty() && *noop_with_empty_axes {
+                return one(x.shallow_clone());
+            }
+            let rank = x.dim() as i64;
+            let axes: Vec<i64> = if axes.is_empty() {
+                (0..rank).collect()
+            } else {
+                axes.iter().map(|&a| norm_axis(a, rank)).collect::<Res<_>>()?
+            };
+            one(x.f_mean_dim(axes.as_slice(), *keepdims, None::<Kind>)?)
+        }
+        Op::Flatten { axis } => {
+            let x = x()?;
+            let size = x.size();
+            let axis = if *axis < 0 { axis + size.len() as i64 } else { *axis };
+            if axis < 0 || axis > size.len() as i64 {
+                return invalid(format!("axis {axis} is out of range for rank {}", size.len()));
+            }
+            let outer: i64 = size[..axis as usize].iter().product();
+            let inner: i64 = size[axis as usize..].iter().product();
+            one(x.f_reshape([outer, inner])?)
+        }
+        Op::Reshape { allowzero } => {
+            let x = x()?;
+            let mut shape = int_values(input(inputs, 1)?)?;
+            if !allowzero {
+                let size = x.size();
+                for (i, d) in shape.iter_mut().enumerate() {
+                    if *d == 0 {
+                        *d = *size.get(i).ok_or_else(|| ExecError::Invalid(format!(
+                            "shape entry {i} is 0 (copy) but the input has rank {}", size.len()
+                        )))?;
+                    }
+                }
+            }
+            one(x.f_reshape(shape.as_slice())?)
+        }
+        Op::Transpose { perm } => {
+            let x = x()?;
+            let perm = perm.clone().unwrap_or_else(|| (0..x.dim() as i64).rev().collect());
+            one(x.f_permute(perm.as_slice())?)
+        }
+        Op::Gemm { alpha, beta, trans_a, trans_b } => {
+            let a = x()?;
+            let b = input(inputs, 1)?;
+            let a = if *trans_a { a.f_tr()? } else { a.shallow_clone() };
+            let b = if *trans_b { b.f_tr()? } else { b.shallow_clone() };
+            let out = match optional(inputs, 2) {
+                Some(c) if *alpha == 1.0 && *beta == 1.0 => c.f_addmm(&a, &b)?,
+                Some(c) => a.f_matmul(&b)?.f_mul_scalar(*alpha)?.f_add(&c.f_mul_scalar(*beta)?)?,
+                None => a.f_matmul(&b)?.f_mul_scalar(*alpha)?,
+            };
+            one(out)
+        }
+        Op::MatMul => one(x()?.f_matmul(input(inputs, 1)?)?),
+        Op::Concat { axis } => {
+            let parts: Vec<&Tensor> = (0..inputs.len()).map(|i| input(inputs, i)).collect::<Res<_>>()?;
+            let rank = parts[0].dim() as i64;
+            one(Tensor::f_cat(&parts, norm_axis(*axis, rank)?)?)
+        }
+        Op::Identity => one(x()?.shallow_clone()),
+        Op::Constant(_) => invalid("Constant nodes are evaluated when the graph is lowered"),
+        Op::ConstantOfShape(value) => {
+            let shape = int_values(x()?)?;
+            let device = x()?.device();
+            one(match &value.data {
+                crate::onnx::TensorData::Float(v) => Tensor::f_full(shape.as_slice(), v[0] as f64, (Kind::Float, device))?,
+                crate::onnx::TensorData::Int(v) => Tensor::f_full(shape.as_slice(), v[0], (Kind::Int64, device))?,
+            })
+        }
+        Op::Pad { mode, pads, value } => {
+            let x = x()?;
+            let pads = match pads {
+                Some(p) => p.clone(),
+                None => int_values(input(inputs, 1)?)?,
+            };
+            let value = match optional(inputs, 2) {
+                Some(v) if pads.len() > 0 => scalar_value(v)?,
+                _ => *value,
+            };
+            let axes = optional(inputs, 3).map(int_values).transpose()?;
+            one(pad(x, &pads, axes.as_deref(), mode, value)?)
+        }
+        Op::Softmax { axis, legacy } => {
+            let x = x()?;
+            let rank = x.dim() as i64;
+            let axis = norm_axis(*axis, rank)?;
+            if *legacy {
+                let size = x.size();
+                let outer: i64 = size[..axis as usize].iter().product();
+                let inner: i64 = size[axis as usize..].iter().product();
+                one(x.f_reshape([outer, inner])?.f_softmax(1, None::<Kind>)?.f_reshape(size.as_slice())?)
+            } else {
+                one(x.f_softmax(axis, None::<Kind>)?)
+            }
+        }
+        Op::Shape { start, end } => {
+            let x = x()?;
+            let size = x.size();
+            let rank = size.len() as i64;
+            let clamp = |v: i64| (if v < 0 { v + rank } else { v }).clamp(0, rank) as usize;
+            let (s, e) = (clamp(*start), clamp(end.unwrap_or(rank)));
+            let dims: Vec<i64> = if s < e { size[s..e].to_vec() } else { Vec::new() };
+            one(Tensor::from_slice(&dims).f_to_device(x.device())?)
+        }
+        Op::Gather { axis } => one(gather(x()?, input(inputs, 1)?, *axis)?),
+        Op::Unsqueeze { axes } => {
+            let x = x()?;
+            let axes = match axes { Some(a) => a.clone(), None => int_values(input(inputs, 1)?)? };
+            let out_rank = x.dim() as i64 + axes.len() as i64;
+            let mut axes: Vec<i64> = axes.iter().map(|&a| norm_axis(a, out_rank)).collect::<Res<_>>()?;
+            axes.sort_unstable();
+            let mut t = x.shallow_clone();
+            for a in axes {
+                t = t.f_unsqueeze(a)?;
+            }
+            one(t)
+        }
+        Op::Squeeze { axes } => {
+            let x = x()?;
+            let axes = match axes {
+                Some(a) => Some(a.clone()),
+                None => optional(inputs, 1).map(int_values).transpose()?,
+            };
+            let rank = x.dim() as i64;
+            let size = x.size();
+            let mut axes: Vec<i64> = match axes {
+                Some(a) => a.iter().map(|&a| norm_axis(a, rank)).collect::<Res<_>>()?,
+                None => (0..rank).filter(|&i| size[i as usize] == 1).collect(),
+            };
+            axes.sort_unstable_by(|a, b| b.cmp(a));
+            let mut t = x.shallow_clone();
+            for a in axes {
+                if size[a as usize] != 1 {
+                    return invalid(format!("cannot squeeze axis {a} of size {}", size[a as usize]));
+                }
+                t = t.f_squeeze_dim(a)?;
+            }
+            one(t)
+        }
+        Op::Cast { to_float } => one(x()?.f_to_kind(if *to_float { Kind::Float } else { Kind::Int64 })?),
+        Op::Slice { starts, ends, axes } => {
+            let x = x()?;
+            let (starts, ends, axes, steps) = match (starts, ends) {
+                (Some(s), Some(e)) => (s.clone(), e.clone(), axes.clone(), None),
+                _ => (
+                    int_values(input(inputs, 1)?)?,
+                    int_values(input(inputs, 2)?)?,
+                    optional(inputs, 3).map(int_values).transpose()?,
+                    optional(inputs, 4).map(int_values).transpose()?,
+                ),
+            };
+            one(slice(x, &starts, &ends, axes.as_deref(), steps.as_deref())?)
+        }
+        Op::Split { axis, split, outputs } => {
+            let x = x()?;
+            let axis = norm_axis(*axis, x.dim() as i64)?;
+            let dim = x.size()[axis as usize];
+            let sizes = match split {
+                Some(s) => s.clone(),
+                None => match optional(inputs, 1) {
+                    Some(t) => int_values(t)?,
+                    None => {
+                        let n = (*outputs).max(1) as i64;
+                        let chunk = (dim + n - 1) / n;
+                        (0..n).map(|i| chunk.min(dim - i * chunk).max(0)).collect()
+                    }
+                },
+            };
+            Ok(x.f_split_with_sizes(sizes.as_slice(), axis)?)
+        }
+        Op::Range => {
+            let start = input(inputs, 0)?;
+            let kind = start.kind();
+            let (s, l, d) = (scalar_value(start)?, scalar_value(input(inputs, 1)?)?, scalar_value(input(inputs, 2)?)?);
+            let t = if is_float(start) {
+                Tensor::f_arange_start_step(s, l, d, (kind, start.device()))?
+            } else {
+                Tensor::f_arange_start_step(s as i64, l as i64, d as i64, (kind, start.device()))?
+            };
+            one(t)
+        }
+        Op::Lrn { alpha, beta, bias, size } => one(lrn(x()?, *alpha, *beta, *bias, *size)?),
+    }
+}
+
+fn binary(op: Binary, a: &Tensor, b: &Tensor) -> Res<Tensor> {
+    Ok(match op {
+        Binary::Add => a.f_add(b)?,
+        Binary::Sub => a.f_sub(b)?,
+        Binary::Mul => a.f_mul(b)?,
+        // Integer division truncates in ONNX; torch's `div` would return floats.
+        Binary::Div if !is_float(a) && !is_float(b) => a.f_div_tensor_mode(b, "trunc")?,
+        Binary::Div => a.f_div(b)?,
+    })
+}
+
+/// Explicit (begin, end) pads per spatial axis for input `x` and a window.
+fn spatial_pads(x: &Tensor, window: &Window, kernel: &[i64]) -> Res<(Vec<i64>, Vec<i64>)> {
+    let n = kernel.len();
+    let size = x.size();
+    if size.len() != n + 2 {
+        return invalid(format!("expected a rank-{} input (N, C and {n} spatial axes), got shape {size:?}", n + 2));
+    }
+    let strides = per_axis(&window.strides, n, "strides")?;
+    let dilations = per_axis(&window.dilations, n, "dilations")?;
+    match &window.padding {
+        Padding::Explicit(p) if p.is_empty() => Ok((vec![0; n], vec![0; n])),
+        Padding::Explicit(p) if p.len() == 2 * n => Ok((p[..n].to_vec(), p[n..].to_vec())),
+        Padding::Explicit(p) => invalid(format!("pads has {} values, {} spatial axes need {}", p.len(), n, 2 * n)),
+        same => {
+            let (mut begin, mut end) = (vec![0; n], vec![0; n]);
+            for i in 0..n {
+                let input = size[2 + i];
+                let effective = (kernel[i] - 1) * dilations[i] + 1;
+                let out = (input + strides[i] - 1) / strides[i];
+                let total = ((out - 1) * strides[i] + effective - input).max(0);
+                let small = total / 2;
+                (begin[i], end[i]) = if *same == Padding::SameUpper { (small, total - small) } else { (total - small, small) };
+            }
+            Ok((begin, end))
+        }
+    }
+}
+
+/// A per-axis attribute, defaulting to 1 on every axis when absent.
+fn per_axis(values: &[i64], n: usize, name: &str) -> Res<Vec<i64>> {
+    match values.len() {
+        0 => Ok(vec![1; n]),
+        len if len == n => Ok(values.to_vec()),
+        len => invalid(format!("{name} has {len} values for {n} spatial axes")),
+    }
+}
+
+/// torch's pad list (last axis first) for spatial pads of an N,C,... tensor.
+fn torch_spatial_pad(begin: &[i64], end: &[i64]) -> Vec<i64> {
+    (0..begin.len()).rev().flat_map(|i| [begin[i], end[i]]).collect()
+}
+
+fn conv(x: &Tensor, w: &Tensor, b: Option<&Tensor>, window: &Window, group: i64) -> Res<Tensor> {
+    let kernel: Vec<i64> = w.size()[2..].to_vec();
+    let n = kernel.len();
+    let (begin, end) = spatial_pads(x, window, &kernel)?;
+    let strides = per_axis(&window.strides, n, "strides")?;
+    let dilations = per_axis(&window.dilations, n, "dilations")?;
+    let (x, padding) = if begin == end {
+        (x.shallow_clone(), begin)
+    } else {
+        (x.f_constant_pad_nd(torch_spatial_pad(&begin, &end).as_slice())?, vec![0; n])
+    };
+    Ok(x.f_convolution(w, b, strides.as_slice(), padding.as_slice(), dilations.as_slice(), false, vec![0; n].as_slice(), group)?)
+}
+
+fn max_pool(x: &Tensor, window: &Window, ceil_mode: bool) -> Res<Tensor> {
+    let kernel = &window.kernel;
+    let n = kernel.len();
+    let (begin, end) = spatial_pads(x, window, kernel)?;
+    let strides = per_axis(&window.strides, n, "strides")?;
+    let dilations = per_axis(&window.dilations, n, "dilations")?;
+    // torch pads implicitly only when symmetric and at most half the kernel; otherwise pad
+    // explicitly with -inf, which max pooling never selects.
+    let native = begin == end && begin.iter().zip(kernel).all(|(p, k)| 2 * p <= *k);
+    let (x, padding) = if native {
+        (x.shallow_clone(), begin)
+    } else {
+        (x.f_pad(torch_spatial_pad(&begin, &end).as_slice(), "constant", f64::NEG_INFINITY)?, vec![0; n])
+    };
+    let (k, s, p, d) = (kernel.as_slice(), strides.as_slice(), padding.as_slice(), dilations.as_slice());
+    Ok(match n {
+        1 => x.f_max_pool1d(k, s, p, d, ceil_mode)?,
+        2 => x.f_max_pool2d(k, s, p, d, ceil_mode)?,
+        3 => x.f_max_pool3d(k, s, p, d, ceil_mode)?,
+        _ => return invalid(format!("{n}-d max pooling is not supported")),
+    })
+}
+
+fn avg_pool(x: &Tensor, window: &Window, ceil_mode: bool, count_include_pad: bool) -> Res<Tensor> {
+    let kernel = &window.kernel;
+    let n = kernel.len();
+    if window.dilations.iter().any(|&d| d != 1) {
+        return invalid("dilated average pooling is not supported");
+    }
+    let (begin, end) = spatial_pads(x, window, kernel)?;
+    let strides = per_axis(&window.strides, n, "strides")?;
+    let pool = |t: &Tensor, padding: &[i64], include: bool| -> Res<Tensor> {
+        let (k, s) = (kernel.as_slice(), strides.as_slice());
+        Ok(match n {
+            1 => t.f_avg_pool1d(k, s, padding, ceil_mode, include)?,
+            2 => t.f_avg_pool2d(k, s, padding, ceil_mode, include, None::<i64>)?,
+            3 => t.f_avg_pool3d(k, s, padding, ceil_mode, include, None::<i64>)?,
+            _ => return invalid(format!("{n}-d average pooling is not supported")),
+        })
+    };
+    if begin == end && begin.iter().zip(kernel).all(|(p, k)| 2 * p <= *k) {
+        return pool(x, &begin, count_include_pad);
+    }
+    // Asymmetric pads: pad with zeros explicitly. Without count_include_pad the divisor is the
+    // number of real input elements under the window: pool a mask of ones the same way.
+    let pad = torch_spatial_pad(&begin, &end);
+    let padded = x.f_constant_pad_nd(pad.as_slice())?;
+    let zeros = vec![0; n];
+    let sum_mean = pool(&padded, &zeros, true)?;
+    if count_include_pad {
+        return Ok(sum_mean);
+    }
+    let mut mask_shape = vec![1, 1];
+    mask_shape.extend_from_slice(&x.size()[2..]);
+    let mask = Tensor::f_ones(mask_shape.as_slice(), (x.kind(), x.device()))?.f_constant_pad_nd(pad.as_slice())?;
+    let coverage = pool(&mask, &zeros, true)?;
+    Ok(sum_mean.f_div(&coverage)?)
+}
+
+/// ONNX Pad: pads = all begins then all ends (for `axes`, or every axis).
+fn pad(x: &Tensor, pads: &[i64], axes: Option<&[i64]>, mode: &str, value: f64) -> Res<Tensor> {
+    let rank = x.dim() as i64;
+    let axes: Vec<i64> = match axes {
+        Some(a) => a.iter().map(|&a| norm_axis(a, rank)).collect::<Res<_>>()?,
+        None => (0..rank).collect(),
+    };
+    let n = axes.len();
+    if pads.len() != 2 * n {
+        return invalid(format!("pads has {} values for {n} axes", pads.len()));
+    }
+    let (mut begin, mut end) = (vec![0; rank as usize], vec![0; rank as usize]);
+    for (i, &a) in axes.iter().enumerate() {
+        begin[a as usize] = pads[i];
+        end[a as usize] = pads[n + i];
+    }
+    let first = (0..rank as usize).find(|&i| begin[i] != 0 || end[i] != 0);
+    let Some(first) = first else { return Ok(x.shallow_clone()) };
+    let list: Vec<i64> = (first..rank as usize).rev().flat_map(|i| [begin[i], end[i]]).collect();
+    let torch_mode = match mode {
+        "constant" => return Ok(x.f_pad(list.as_slice(), "constant", value)?),
+        "reflect" => "reflect",
+        "edge" => "replicate",
+        other => return invalid(format!("pad mode `{other}` is not supported (constant, reflect, edge)")),
+    };
+    Ok(x.f_pad(list.as_slice(), torch_mode, None::<f64>)?)
+}
+
+fn gather(data: &Tensor, indices: &Tensor, axis: i64) -> Res<Tensor> {
+    let rank = data.dim() as i64;
+    let axis = norm_axis(axis, rank)?;
+    let dim = data.size()[axis as usize];
+    let idx = indices.f_to_kind(Kind::Int64)?;
+    // Negative indices count from the end.
+    let idx = idx.f_remainder(dim)?;
+    let flat = data.f_index_select(axis, &idx.f_flatten(0, -1)?)?;
+    let size = data.size();
+    let mut shape: Vec<i64> = size[..axis as usize].to_vec();
+    shape.extend(indices.size());
+    shape.extend_from_slice(&size[axis as usize + 1..]);
+    Ok(flat.f_reshape(shape.as_slice())?)
+}
+
+fn slice(x: &Tensor, starts: &[i64], ends: &[i64], axes: Option<&[i64]>, steps: Option<&[i64]>) -> Res<Tensor> {
+    let rank = x.dim() as i64;
+    let axes: Vec<i64> = match axes {
+        Some(a) => a.iter().map(|&a| norm_axis(a, rank)).collect::<Res<_>>()?,
+        None => (0..starts.len() as i64).collect(),
+    };
+    if starts.len() != axes.len() || ends.len() != axes.len() {
+        return invalid("starts, ends and axes must have the same length");
+    }
+    let mut t = x.shallow_clone();
+    for (i, &axis) in axes.iter().enumerate() {
+        let step = steps.map_or(1, |s| s.get(i).copied().unwrap_or(1));
+        if step < 1 {
+            return invalid(format!("slice step {step} is not supported (positive steps only)"));
+        }
+        let dim = t.size()[axis as usize];
+        let clamp = |v: i64| (if v < 0 { v.saturating_add(dim) } else { v }).clamp(0, dim);
+        let (s, e) = (clamp(starts[i]), clamp(ends[i]));
+        t = t.f_slice(axis, s, e.max(s), step)?;
+    }
+    Ok(t)
+}
+
+/// Local response normalisation across channels (ONNX LRN): the square sum over
+/// [c - floor((size-1)/2), c + ceil((size-1)/2)] computed as an average pool over channels.
+fn lrn(x: &Tensor, alpha: f64, beta: f64, bias: f64, size: i64) -> Res<Tensor> {
+    let shape = x.size();
+    if shape.len() < 3 {
+        return invalid(format!("LRN needs an N,C,... input, got shape {shape:?}"));
+    }
+    let (n, c) = (shape[0], shape[1]);
+    let rest: i64 = shape[2..].iter().product();
+    let before = (size - 1) / 2;
+    let after = size - 1 - before;
+    let squares = x.f_square()?.f_reshape([n, 1, c, rest])?.f_constant_pad_nd([0, 0, before, after])?;
+    let window_sum = squares
+        .f_avg_pool2d([size, 1], [1, 1], [0, 0], false, true, None::<i64>)?
+        .f_mul_scalar(size as f64)?
+        .f_reshape(shape.as_slice())?;
+    let denom = window_sum.f_mul_scalar(alpha / size as f64)?.f_add_scalar(bias)?.f_pow_tensor_scalar(beta)?;
+    Ok(x.f_div(&denom)?)
+}

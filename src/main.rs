@@ -1,0 +1,60 @@
+//! The `archrepair-onnx` binary: parses arguments, calls one library function, prints.
+//!
+//! Exit codes: 0 success, 1 a check failed (gate), 2 usage, spec, model or data error.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+
+use archrepair_onnx::commands::{eval, inspect};
+
+mod cli;
+use cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Inspect { model, json } => {
+            let report = inspect::inspect(&model)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("{report}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Eval { model, data, split, limit, batch, threads, tolerance, json } => {
+            archrepair_onnx::validate::ort_runner::init_onnxruntime()?;
+            let options = eval::EvalOptions { data, split, limit, batch, threads, progress: std::io::stderr().is_terminal() };
+            let report = eval::evaluate(&model, &options).with_context(|| format!("evaluating `{}`", model.display()))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                println!("{report}");
+            }
+            if report.max_abs_output_diff > tolerance {
+                eprintln!(
+                    "check failed: onnxruntime and the lowered graph differ by {:.3e} > --tolerance {tolerance:e}",
+                    report.max_abs_output_diff
+                );
+                return Ok(ExitCode::from(1));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

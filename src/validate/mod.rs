@@ -1,0 +1,5 @@
+//! Running models in independent runtimes (onnxruntime now; tract later) to check our results.
+
+pub mod ort_runner;
+
+pub use ort_runner::{init_onnxruntime, onnxruntime_library, OrtModel, RuntimeError};

@@ -1,0 +1,6 @@
+//! Integration tests: one binary, one module per area.
+
+mod support;
+mod lowering;
+mod onnx_io;
+mod onnx_schema;

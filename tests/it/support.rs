@@ -1,0 +1,53 @@
+//! Paths shared by the integration tests: the repository, its venv and the fixtures.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+pub fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The Python of the venv that scripts/setup.sh creates (torch, onnxruntime, onnx).
+pub fn venv_python() -> PathBuf {
+    repo_root().join(".venv/bin/python")
+}
+
+/// The folder of the `onnx` package inside the venv.
+pub fn onnx_package_dir() -> PathBuf {
+    let lib = repo_root().join(".venv/lib");
+    let version_dir = std::fs::read_dir(&lib)
+        .unwrap_or_else(|e| panic!("{}: {e}; run scripts/setup.sh first", lib.display()))
+        .flatten()
+        .find(|e| e.file_name().to_string_lossy().starts_with("python"))
+        .unwrap_or_else(|| panic!("no python* folder in {}", lib.display()));
+    version_dir.path().join("site-packages/onnx")
+}
+
+/// The `light_*.onnx` models shipped in the onnx wheel (made by others, opset 9).
+pub fn light_models() -> Vec<PathBuf> {
+    let dir = onnx_package_dir().join("backend/test/data/light");
+    let mut models: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "onnx"))
+        .collect();
+    models.sort();
+    assert!(!models.is_empty(), "no light models in {}", dir.display());
+    models
+}
+
+/// Every fixture model under fixtures/models (see fixtures/generate.py).
+pub fn fixture_models() -> Vec<PathBuf> {
+    let dir = repo_root().join("fixtures/models");
+    let mut models: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "onnx"))
+        .collect();
+    models.sort();
+    assert!(!models.is_empty(), "no fixture models in {}", dir.display());
+    models
+}
