@@ -1,6 +1,6 @@
 //! `archrepair-onnx inspect`: what a model is made of and whether the tool can lower it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::path::Path;
 
@@ -8,8 +8,9 @@ use serde::Serialize;
 
 use crate::graph::{Dim, ValueInfo};
 use crate::lower::ops::{self, Parsed};
+use crate::lower::{weight_roles, Role};
 use crate::model::LoadedModel;
-use crate::onnx::TensorData;
+use crate::onnx::Tensor;
 use crate::Error;
 
 #[derive(Debug, Serialize)]
@@ -24,8 +25,10 @@ pub struct Inspection {
     pub node_count: usize,
     /// op type → node count (after folding the exporter's shape arithmetic)
     pub op_histogram: BTreeMap<String, usize>,
-    /// Elements of all float initializers (weights, biases, BN statistics).
+    /// Elements of the trainable weights (what PyTorch counts as parameters).
     pub parameter_count: usize,
+    /// Elements of BatchNormalization running statistics.
+    pub buffer_count: usize,
     /// op type → nodes that cannot be lowered
     pub unsupported: BTreeMap<String, Vec<String>>,
 }
@@ -49,12 +52,11 @@ pub fn inspect(path: &Path) -> Result<Inspection, Error> {
             unsupported.entry(node.op_type.clone()).or_default().push(node.name.clone());
         }
     }
-    let parameter_count = graph
-        .initializers
-        .values()
-        .filter(|t| matches!(t.data, TensorData::Float(_)))
-        .map(|t| t.len())
-        .sum();
+    let constants: HashMap<&str, &Tensor> = graph.initializers.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let roles = weight_roles(graph, &constants);
+    let count = |role: Role| -> usize {
+        roles.iter().filter(|(_, r)| **r == role).map(|(name, _)| graph.initializers[name].len()).sum()
+    };
     Ok(Inspection {
         path: path.display().to_string(),
         ir_version: model.proto.ir_version(),
@@ -64,7 +66,8 @@ pub fn inspect(path: &Path) -> Result<Inspection, Error> {
         outputs: graph.outputs.iter().map(port).collect(),
         node_count: graph.nodes.len(),
         op_histogram,
-        parameter_count,
+        parameter_count: count(Role::Trainable),
+        buffer_count: count(Role::Buffer),
         unsupported,
     })
 }
@@ -89,7 +92,7 @@ impl fmt::Display for Inspection {
                 writeln!(f, "{label:<11} {} [{}]", p.name, p.shape.join(", "))?;
             }
         }
-        writeln!(f, "parameters  {}", self.parameter_count)?;
+        writeln!(f, "parameters  {} trainable, {} in BatchNormalization statistics", self.parameter_count, self.buffer_count)?;
         writeln!(f, "nodes       {}", self.node_count)?;
         for (op, count) in &self.op_histogram {
             writeln!(f, "  {op:<24} {count:>6}")?;

@@ -191,6 +191,10 @@ pub(crate) fn slice_plan(dims: &[i64], starts: &[i64], ends: &[i64], axes: Optio
         if step == 0 {
             return Err("a step of 0".into());
         }
+        if dim <= 0 {
+            plan[a] = SliceRange { start: 0, step, len: 0 };
+            continue;
+        }
         let fix = |v: i64| if v < 0 { v.saturating_add(dim) } else { v };
         let (start, end) = (fix(starts[k]), fix(ends[k]));
         let (start, end) = if step > 0 {
@@ -276,6 +280,8 @@ mod tests {
         assert_eq!(shape.slice(&[1], &[i64::MAX], None, None).unwrap(), arr(&[3], &[3, 32, 32]));
         assert_eq!(shape.slice(&[-1], &[i64::MIN], None, Some(&[-2])).unwrap(), arr(&[2], &[32, 3]));
         assert_eq!(m.slice(&[1], &[3], Some(&[1]), None).unwrap(), arr(&[2, 2], &[2, 3, 5, 6]));
+        let empty = Array::<i64>::new(vec![0], vec![]).unwrap();
+        assert_eq!(empty.slice(&[-1], &[i64::MIN], None, Some(&[-1])).unwrap(), empty);
     }
 
     #[test]

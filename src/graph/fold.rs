@@ -90,6 +90,10 @@ impl Graph {
             }
         }
         self.rebuild_index();
+        // Shapes of tensors that no longer exist would only mislead.
+        let inputs: HashSet<&str> = self.inputs.iter().map(|v| v.name.as_str()).collect();
+        let (index, initializers) = (&self.index, &self.initializers);
+        self.shapes.retain(|t, _| index.producer.contains_key(t) || initializers.contains_key(t) || inputs.contains(t.as_str()));
         Ok(count)
     }
 }

@@ -63,7 +63,7 @@ pub(crate) fn propagate(ctx: &Ctx, shapes: &[Option<Shape>], types: &[Option<i32
             let scalar = |i| -> Option<i64> { input(i)?.data.first()?.as_ref()?.known() };
             // The length comes from the shape rule, which used the limit.
             let (start, delta) = (scalar(0)?, scalar(2)?);
-            let n = out_dims()?.first().copied()?;
+            let n = out_dims()?.first().copied().filter(|&n| n <= super::array::MAX_ELEMENTS)?;
             let data = (0..n as i64).map(|i| i.checked_mul(delta).and_then(|x| x.checked_add(start)).map(Dim::Known)).collect();
             Array::new(vec![n], data).ok()
         })(),

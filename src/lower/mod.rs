@@ -205,8 +205,9 @@ fn single(names: &[String], is_input: bool) -> Result<String, LowerError> {
     }
 }
 
-/// Which constant tensors are weights, from the operator inputs that consume them.
-fn weight_roles(graph: &Graph, constants: &HashMap<&str, &OnnxTensor>) -> HashMap<String, Role> {
+/// Which constant tensors are weights, from the operator inputs that consume them. Tensors
+/// absent from the map are plain constants.
+pub fn weight_roles(graph: &Graph, constants: &HashMap<&str, &OnnxTensor>) -> HashMap<String, Role> {
     let mut roles: HashMap<String, Role> = HashMap::new();
     for node in &graph.nodes {
         let positions: &[(usize, Role)] = match node.op_type.as_str() {

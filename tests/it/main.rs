@@ -1,6 +1,8 @@
 //! Integration tests: one binary, one module per area.
 
 mod support;
+mod cli;
+mod graph;
 mod lowering;
 mod onnx_io;
 mod onnx_schema;

@@ -1,0 +1,147 @@
+//! The binary as users call it: exit codes, output, and one-paragraph errors (never a panic) for
+//! broken models.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use archrepair_onnx::onnx::{load_model, save_model};
+
+use crate::support;
+
+const FASHION_MNIST: &str = "/usr/share/datasets/fashion-mnist";
+
+fn binary() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_archrepair-onnx"))
+}
+
+fn run(args: &[&str]) -> Output {
+    binary().args(args).env_remove("ORT_DYLIB_PATH").output().expect("the binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// Exit code 2, an error naming `needles`, and no panic.
+fn assert_clean_failure(out: &Output, needles: &[&str]) {
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "exit code; stderr:\n{stderr}");
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    for needle in needles {
+        assert!(stderr.contains(needle), "`{needle}` missing from:\n{stderr}");
+    }
+}
+
+fn fixture(name: &str) -> PathBuf {
+    support::repo_root().join("fixtures/models").join(name)
+}
+
+#[test]
+fn inspect_prints_shapes_histogram_and_parameters() {
+    let out = run(&["inspect", fixture("resnet20_ts_op17_bn.onnx").to_str().unwrap()]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    for needle in ["ai.onnx=17", "input       input [batch, 3, 32, 32]", "Conv", "21", "parameters  272474", "every operator is supported"] {
+        assert!(stdout.contains(needle), "`{needle}` missing from:\n{stdout}");
+    }
+}
+
+#[test]
+fn inspect_json_is_machine_readable() {
+    let out = run(&["inspect", "--json", fixture("mobilenetv2_dynamo_op13_folded.onnx").to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("valid JSON");
+    assert_eq!(json["opsets"][""], 13);
+    assert!(json["op_histogram"]["Clip"].as_u64().unwrap() > 0);
+    assert_eq!(json["unsupported"].as_object().unwrap().len(), 0);
+}
+
+#[test]
+fn eval_reports_both_runtimes_and_they_agree() {
+    let out = run(&[
+        "eval",
+        fixture("resnet20_28_dynamo_op17_bn.onnx").to_str().unwrap(),
+        "--data",
+        FASHION_MNIST,
+        "--limit",
+        "300",
+        "--json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["examples"], 300);
+    assert_eq!(report["onnxruntime_accuracy"], report["lowered_accuracy"]);
+    assert!(report["max_abs_output_diff"].as_f64().unwrap() <= 1e-4);
+}
+
+#[test]
+fn eval_refuses_data_of_another_size() {
+    let out = run(&["eval", fixture("resnet20_ts_op17_bn.onnx").to_str().unwrap(), "--data", FASHION_MNIST, "--limit", "10"]);
+    assert_clean_failure(&out, &["resnet20_ts_op17_bn.onnx", "expects input `input`", "[1, 28, 28]"]);
+}
+
+#[test]
+fn truncated_and_random_files_fail_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(fixture("resnet20_ts_op17_bn.onnx")).unwrap();
+    let truncated = dir.path().join("truncated.onnx");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 3]).unwrap();
+    assert_clean_failure(&run(&["inspect", truncated.to_str().unwrap()]), &["truncated.onnx", "not an ONNX model"]);
+    let random = dir.path().join("random.onnx");
+    let noise: Vec<u8> = (0..4096u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    std::fs::write(&random, noise).unwrap();
+    assert_clean_failure(&run(&["inspect", random.to_str().unwrap()]), &["random.onnx"]);
+}
+
+/// Saves a copy of a fixture after `edit`.
+fn edited(name: &str, dir: &Path, edit: impl FnOnce(&mut archrepair_onnx::onnx::proto::ModelProto)) -> PathBuf {
+    let mut model = load_model(&fixture(name)).unwrap();
+    edit(&mut model);
+    let path = dir.join(format!("edited_{name}"));
+    save_model(&model, &path).unwrap();
+    path
+}
+
+#[test]
+fn a_missing_initializer_names_the_node_and_tensor() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = edited("resnet20_ts_op17_bn.onnx", dir.path(), |m| {
+        m.graph.as_mut().unwrap().initializer.retain(|t| t.name() != "layer2.0.conv1.weight");
+    });
+    let out = run(&["inspect", path.to_str().unwrap()]);
+    assert_clean_failure(&out, &["edited_resnet20_ts_op17_bn.onnx", "layer2.0.conv1.weight", "/layer2/layer2.0/conv1/Conv"]);
+}
+
+#[test]
+fn unsupported_ops_are_listed_together_with_their_nodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = edited("resnet20_28_ts_op17_folded.onnx", dir.path(), |m| {
+        for node in &mut m.graph.as_mut().unwrap().node {
+            match node.op_type() {
+                "Relu" => node.op_type = Some("Celu".into()),
+                "Gemm" => {
+                    node.op_type = Some("FancyDense".into());
+                    node.domain = Some("com.example".into());
+                }
+                _ => {}
+            }
+        }
+    });
+    let inspected = run(&["inspect", path.to_str().unwrap()]);
+    assert!(inspected.status.success(), "{}", text(&inspected.stderr));
+    assert!(text(&inspected.stdout).contains("UNSUPPORTED operators"));
+    // eval needs the lowered graph: one error lists every unsupported op with its nodes.
+    let out = run(&["eval", path.to_str().unwrap(), "--data", FASHION_MNIST, "--limit", "1"]);
+    assert_clean_failure(
+        &out,
+        &[
+            "edited_resnet20_28_ts_op17_folded.onnx",
+            "opset 17",
+            "2 operator type(s)",
+            "Celu: 19 node(s): /Relu, /layer1/layer1.0/Relu",
+            "and 14 more",
+            "com.example::FancyDense: 1 node(s): /fc/Gemm",
+        ],
+    );
+}
