@@ -1,10 +1,18 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh clone: set-up (idempotent), then every Rust test
-# (unit tests and the integration binary tests/it) in the release profile.
+# (unit tests and the integration binary tests/it) in the release profile. Ends with one line
+# "tests: N passed, N failed".
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 scripts/setup.sh
 eval "$(scripts/setup.sh --print-env)"
 cargo build --release --locked --examples --quiet
-cargo test --release --locked -- --test-threads=1 "$@"
+log="$(mktemp)"
+status=0
+cargo test --release --locked -- --test-threads=1 "$@" 2>&1 | tee "$log" || status=$?
+passed=$(grep -Eo '^test result: .* ([0-9]+) passed' "$log" | grep -Eo '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
+failed=$(grep -Eo '^test result: .* ([0-9]+) failed' "$log" | grep -Eo '[0-9]+ failed' | awk '{s+=$1} END {print s+0}')
+rm -f "$log"
+echo "tests: ${passed} passed, ${failed} failed"
+exit "$status"

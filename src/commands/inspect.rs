@@ -1,6 +1,6 @@
 //! `archrepair-onnx inspect`: what a model is made of and whether the tool can lower it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::Path;
 
@@ -10,7 +10,7 @@ use crate::graph::{Dim, ValueInfo};
 use crate::lower::ops::{self, Parsed};
 use crate::lower::{weight_roles, Role};
 use crate::model::LoadedModel;
-use crate::onnx::Tensor;
+use crate::onnx::TensorData;
 use crate::Error;
 
 #[derive(Debug, Serialize)]
@@ -52,8 +52,7 @@ pub fn inspect(path: &Path) -> Result<Inspection, Error> {
             unsupported.entry(node.op_type.clone()).or_default().push(node.name.clone());
         }
     }
-    let constants: HashMap<&str, &Tensor> = graph.initializers.iter().map(|(k, v)| (k.as_str(), v)).collect();
-    let roles = weight_roles(graph, &constants);
+    let roles = weight_roles(graph, |name| graph.initializers.get(name).is_some_and(|t| matches!(t.data, TensorData::Float(_))));
     let count = |role: Role| -> usize {
         roles.iter().filter(|(_, r)| **r == role).map(|(name, _)| graph.initializers[name].len()).sum()
     };

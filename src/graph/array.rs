@@ -113,7 +113,10 @@ impl<T: Clone> Array<T> {
         for p in parts {
             let same_rank = p.dims.len() == first.dims.len();
             if !same_rank || p.dims.iter().zip(&first.dims).enumerate().any(|(i, (a, b))| i != axis && a != b) {
-                return Err(format!("inputs of dims {:?} and {:?} cannot be concatenated on axis {axis}", first.dims, p.dims));
+                return Err(format!(
+                    "inputs of dims {:?} and {:?} cannot be concatenated on axis {axis}",
+                    first.dims, p.dims
+                ));
             }
         }
         let mut dims = first.dims.clone();
@@ -166,7 +169,13 @@ pub(crate) struct SliceRange {
 }
 
 /// Resolves Slice arguments against `dims` (all known) into one range per axis.
-pub(crate) fn slice_plan(dims: &[i64], starts: &[i64], ends: &[i64], axes: Option<&[i64]>, steps: Option<&[i64]>) -> Res<Vec<SliceRange>> {
+pub(crate) fn slice_plan(
+    dims: &[i64],
+    starts: &[i64],
+    ends: &[i64],
+    axes: Option<&[i64]>,
+    steps: Option<&[i64]>,
+) -> Res<Vec<SliceRange>> {
     let rank = dims.len();
     let default_axes: Vec<i64> = (0..starts.len() as i64).collect();
     let axes = axes.unwrap_or(&default_axes);
@@ -179,7 +188,8 @@ pub(crate) fn slice_plan(dims: &[i64], starts: &[i64], ends: &[i64], axes: Optio
             steps.map_or(starts.len(), <[i64]>::len)
         ));
     }
-    let mut plan: Vec<SliceRange> = dims.iter().map(|&d| SliceRange { start: 0, step: 1, len: d.max(0) as usize }).collect();
+    let mut plan: Vec<SliceRange> =
+        dims.iter().map(|&d| SliceRange { start: 0, step: 1, len: d.max(0) as usize }).collect();
     let mut seen = vec![false; rank];
     for (k, &axis) in axes.iter().enumerate() {
         let a = norm_axis(axis, rank)?;
@@ -203,7 +213,11 @@ pub(crate) fn slice_plan(dims: &[i64], starts: &[i64], ends: &[i64], axes: Optio
             (start.clamp(0, dim - 1), end.clamp(-1, dim - 1))
         };
         let len = if step > 0 {
-            if end > start { (end - start + step - 1) / step } else { 0 }
+            if end > start {
+                (end - start + step - 1) / step
+            } else {
+                0
+            }
         } else if start > end {
             (start - end + (-step) - 1) / (-step)
         } else {
@@ -231,7 +245,11 @@ pub(crate) fn broadcast_sizes(a: &[usize], b: &[usize]) -> Res<Vec<usize>> {
 }
 
 /// Elementwise `f` with numpy broadcasting.
-pub(crate) fn broadcast_zip<A: Clone, B: Clone, C: Clone>(a: &Array<A>, b: &Array<B>, mut f: impl FnMut(&A, &B) -> C) -> Res<Array<C>> {
+pub(crate) fn broadcast_zip<A: Clone, B: Clone, C: Clone>(
+    a: &Array<A>,
+    b: &Array<B>,
+    mut f: impl FnMut(&A, &B) -> C,
+) -> Res<Array<C>> {
     let dims = broadcast_sizes(&a.dims, &b.dims)?;
     let n = count(&dims)?;
     let index = |src: &[usize], flat: usize| -> usize {

@@ -56,7 +56,9 @@ impl Attributes {
 
     /// The STRING attribute `name`, decoded as lossy UTF-8 (ONNX strings are bytes).
     pub fn string(&self, name: &str) -> Option<String> {
-        self.get(name, AttributeType::String).and_then(|a| a.s.as_deref()).map(|s| String::from_utf8_lossy(s).into_owned())
+        self.get(name, AttributeType::String)
+            .and_then(|a| a.s.as_deref())
+            .map(|s| String::from_utf8_lossy(s).into_owned())
     }
 
     /// The TENSOR attribute `name`, decoded; a tensor that cannot be decoded is an error naming
@@ -132,7 +134,11 @@ mod tests {
     fn undecodable_tensor_names_the_node() {
         let mut t = encode_i64("", &[3], &[1, 2, 3]);
         t.dims = vec![4];
-        let a = Attributes::new(vec![AttributeProto { t: Some(t), ..attr("value", AttributeType::Tensor) }], "c0", "Constant");
+        let a = Attributes::new(
+            vec![AttributeProto { t: Some(t), ..attr("value", AttributeType::Tensor) }],
+            "c0",
+            "Constant",
+        );
         let e = a.tensor("value").unwrap_err().to_string();
         assert!(e.contains("`c0` (Constant)") && e.contains("`value`"), "{e}");
     }

@@ -21,8 +21,21 @@ use crate::onnx::{Tensor, TensorData};
 
 /// Integer shape operators that fold when their value is fully known.
 const SHAPE_OPS: &[&str] = &[
-    "Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Reshape", "Cast", "Slice", "Add", "Sub", "Mul", "Div",
-    "ConstantOfShape", "Range", "Identity",
+    "Shape",
+    "Gather",
+    "Unsqueeze",
+    "Squeeze",
+    "Concat",
+    "Reshape",
+    "Cast",
+    "Slice",
+    "Add",
+    "Sub",
+    "Mul",
+    "Div",
+    "ConstantOfShape",
+    "Range",
+    "Identity",
 ];
 
 impl Graph {
@@ -62,7 +75,8 @@ impl Graph {
                 continue;
             }
             let live = node.outputs.iter().any(|o| used.contains(o));
-            let pure_shape_op = node.domain.is_empty() && (SHAPE_OPS.contains(&node.op_type.as_str()) || node.op_type == "Constant");
+            let pure_shape_op =
+                node.domain.is_empty() && (SHAPE_OPS.contains(&node.op_type.as_str()) || node.op_type == "Constant");
             if !live && pure_shape_op {
                 removed[i] = true;
                 continue;
@@ -93,7 +107,9 @@ impl Graph {
         // Shapes of tensors that no longer exist would only mislead.
         let inputs: HashSet<&str> = self.inputs.iter().map(|v| v.name.as_str()).collect();
         let (index, initializers) = (&self.index, &self.initializers);
-        self.shapes.retain(|t, _| index.producer.contains_key(t) || initializers.contains_key(t) || inputs.contains(t.as_str()));
+        self.shapes.retain(|t, _| {
+            index.producer.contains_key(t) || initializers.contains_key(t) || inputs.contains(t.as_str())
+        });
         Ok(count)
     }
 }
@@ -106,7 +122,9 @@ fn constant_value(node: &Node) -> Result<Option<Tensor>, GraphError> {
         use DataType as D;
         is_int_type(t) || [D::Float, D::Double, D::Float16, D::Bfloat16].iter().any(|d| *d as i32 == t)
     };
-    if let Some(p) = a.protos().iter().find(|p| p.name() == "value" && (p.r#type.is_none() || p.r#type() == AttributeType::Tensor)) {
+    if let Some(p) =
+        a.protos().iter().find(|p| p.name() == "value" && (p.r#type.is_none() || p.r#type() == AttributeType::Tensor))
+    {
         match &p.t {
             Some(t) if numeric(t.data_type()) => return a.tensor("value"),
             _ => return Ok(None),
@@ -156,7 +174,11 @@ fn cast_to_float(node: &Node, analysis: &Analysis) -> Option<Vec<Tensor>> {
     }
     let value = analysis.values.get(node.inputs.first()?)?;
     let data: Vec<f32> = value.data.iter().map(|d| d.as_ref()?.known().map(|x| x as f32)).collect::<Option<_>>()?;
-    Some(vec![Tensor { dims: value.dims.iter().map(|&d| d as i64).collect(), elem_type: to, data: TensorData::Float(data) }])
+    Some(vec![Tensor {
+        dims: value.dims.iter().map(|&d| d as i64).collect(),
+        elem_type: to,
+        data: TensorData::Float(data),
+    }])
 }
 
 #[cfg(test)]
@@ -244,7 +266,8 @@ mod tests {
             node("Clip", "clip", &["c", "lo"], &["y"]),
         ];
         let mut m = model(13, nodes, &[("x", &[1, 1, 3, 3])], &["y", "k"]);
-        m.graph.as_mut().unwrap().initializer = vec![encode_f32("w", &[1, 1, 1, 1], &[2.0]), encode_f32("s", &[1], &[0.5])];
+        m.graph.as_mut().unwrap().initializer =
+            vec![encode_f32("w", &[1, 1, 1, 1], &[2.0]), encode_f32("s", &[1], &[0.5])];
         let mut g = Graph::from_model(&m).unwrap();
         assert_eq!(g.fold_constants().unwrap(), 1, "only the float Constant feeding Clip");
         assert_eq!(g.initializers["lo"].data, TensorData::Float(vec![0.0]));

@@ -61,7 +61,9 @@ impl Graph {
         };
 
         let produced: HashSet<&str> = nodes.iter().flat_map(|n| n.outputs.iter().map(String::as_str)).collect();
-        if let Some(o) = outputs.iter().find(|o| !produced.contains(o.name.as_str()) && !available.contains(o.name.as_str())) {
+        if let Some(o) =
+            outputs.iter().find(|o| !produced.contains(o.name.as_str()) && !available.contains(o.name.as_str()))
+        {
             return Err(GraphError::MissingOutput { tensor: o.name.clone() });
         }
 
@@ -88,7 +90,11 @@ impl Graph {
 
 /// "ai.onnx" and "" are the same domain.
 fn normalize_domain(domain: &str) -> String {
-    if domain == "ai.onnx" { String::new() } else { domain.to_string() }
+    if domain == "ai.onnx" {
+        String::new()
+    } else {
+        domain.to_string()
+    }
 }
 
 /// Stable, unique, non-empty names: the model's name when it has one and no earlier node took

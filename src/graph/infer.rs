@@ -96,7 +96,8 @@ impl Graph {
     }
 
     fn infer_node(&self, node: &Node, opset: i64, a: &mut Analysis) -> Result<(), GraphError> {
-        let shape_error = |reason: String| GraphError::Shape { node: node.name.clone(), op_type: node.op_type.clone(), reason };
+        let shape_error =
+            |reason: String| GraphError::Shape { node: node.name.clone(), op_type: node.op_type.clone(), reason };
         fn get(t: &str) -> Option<&str> {
             (!t.is_empty()).then_some(t)
         }
@@ -108,7 +109,8 @@ impl Graph {
             types: node.inputs.iter().map(|t| get(t).and_then(|t| a.types.get(t)).copied()).collect(),
         };
         let known_op = node.domain.is_empty();
-        let mut shapes = if known_op { rules::infer(&ctx).map_err(shape_error)? } else { vec![None; node.outputs.len()] };
+        let mut shapes =
+            if known_op { rules::infer(&ctx).map_err(shape_error)? } else { vec![None; node.outputs.len()] };
         shapes.resize(node.outputs.len(), None);
         let types = if known_op { rules::output_types(&ctx) } else { vec![None; node.outputs.len()] };
         let mut outs_values = if known_op { values::propagate(&ctx, &shapes, &types) } else { Vec::new() };
@@ -153,7 +155,11 @@ impl Graph {
             inferred: shape_string(&inferred),
             declared: format!(
                 "[{}]",
-                declared.iter().map(|d| d.as_ref().map_or("?".to_string(), Dim::to_string)).collect::<Vec<_>>().join(", ")
+                declared
+                    .iter()
+                    .map(|d| d.as_ref().map_or("?".to_string(), Dim::to_string))
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         };
         if declared.len() != inferred.len() {

@@ -8,7 +8,7 @@
 //! here keeps each later stage to its own job.
 //!
 //! Files: [`from_model`](Graph::from_model) builds it (`from_model.rs`), `topo.rs` orders the
-//! nodes, `attributes.rs` reads attributes, `infer.rs` + `rules.rs` + `values.rs` + `dims.rs`
+//! nodes, `attributes.rs` reads attributes, `infer.rs` + `rules/` + `values.rs` + `dims.rs`
 //! infer shapes, `fold.rs` folds exporter shape arithmetic, `array.rs` holds the small
 //! array kernels both share.
 
@@ -143,7 +143,8 @@ impl Graph {
             }
             for input in node.inputs.iter().filter(|t| !t.is_empty()) {
                 let list = index.consumers.entry(input.clone()).or_default();
-                if list.last() != Some(&i) && !list.contains(&i) {
+                // Nodes are visited in order, so a repeat can only be the last entry.
+                if list.last() != Some(&i) {
                     list.push(i);
                 }
             }
@@ -209,19 +210,39 @@ pub(crate) mod tests_support {
     }
 
     pub fn ints(name: &str, v: &[i64]) -> AttributeProto {
-        AttributeProto { name: Some(name.into()), r#type: Some(AttributeType::Ints as i32), ints: v.to_vec(), ..Default::default() }
+        AttributeProto {
+            name: Some(name.into()),
+            r#type: Some(AttributeType::Ints as i32),
+            ints: v.to_vec(),
+            ..Default::default()
+        }
     }
 
     pub fn int(name: &str, v: i64) -> AttributeProto {
-        AttributeProto { name: Some(name.into()), r#type: Some(AttributeType::Int as i32), i: Some(v), ..Default::default() }
+        AttributeProto {
+            name: Some(name.into()),
+            r#type: Some(AttributeType::Int as i32),
+            i: Some(v),
+            ..Default::default()
+        }
     }
 
     pub fn string(name: &str, v: &str) -> AttributeProto {
-        AttributeProto { name: Some(name.into()), r#type: Some(AttributeType::String as i32), s: Some(v.as_bytes().to_vec()), ..Default::default() }
+        AttributeProto {
+            name: Some(name.into()),
+            r#type: Some(AttributeType::String as i32),
+            s: Some(v.as_bytes().to_vec()),
+            ..Default::default()
+        }
     }
 
     pub fn tensor(name: &str, t: crate::onnx::proto::TensorProto) -> AttributeProto {
-        AttributeProto { name: Some(name.into()), r#type: Some(AttributeType::Tensor as i32), t: Some(t), ..Default::default() }
+        AttributeProto {
+            name: Some(name.into()),
+            r#type: Some(AttributeType::Tensor as i32),
+            t: Some(t),
+            ..Default::default()
+        }
     }
 
     /// A model with float inputs of the given dims and outputs without declared shapes.

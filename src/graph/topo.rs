@@ -92,7 +92,8 @@ fn cycle_error(
             on_cycle.remove(&l);
         }
     }
-    let mut members: Vec<usize> = if on_cycle.is_empty() { stuck.iter().copied().collect() } else { on_cycle.into_iter().collect() };
+    let mut members: Vec<usize> =
+        if on_cycle.is_empty() { stuck.iter().copied().collect() } else { on_cycle.into_iter().collect() };
     members.sort_unstable();
     let first = members[0];
     let node = &nodes[first];
@@ -126,10 +127,8 @@ mod tests {
     fn run(spec: &[(&str, &[&str], &[&str])], avail: &[&str]) -> Result<Vec<usize>, GraphError> {
         let owned: Vec<(String, Vec<String>, Vec<String>)> =
             spec.iter().map(|(n, i, o)| (n.to_string(), strings(i), strings(o))).collect();
-        let nodes: Vec<TopoNode> = owned
-            .iter()
-            .map(|(n, i, o)| TopoNode { name: n, op_type: "Relu", inputs: i, outputs: o })
-            .collect();
+        let nodes: Vec<TopoNode> =
+            owned.iter().map(|(n, i, o)| TopoNode { name: n, op_type: "Relu", inputs: i, outputs: o }).collect();
         sort(&nodes, &avail.iter().copied().collect())
     }
 
@@ -137,15 +136,20 @@ mod tests {
     fn ordered_models_keep_their_order_and_unordered_ones_are_fixed() {
         let ordered = run(&[("a", &["x"], &["a"]), ("b", &["a"], &["b"]), ("c", &["x", ""], &["c"])], &["x"]).unwrap();
         assert_eq!(ordered, vec![0, 1, 2]);
-        let shuffled = run(&[("c", &["b"], &["c"]), ("b", &["a"], &["b"]), ("a", &["x"], &["a"]), ("d", &["x"], &["d"])], &["x"]).unwrap();
+        let shuffled =
+            run(&[("c", &["b"], &["c"]), ("b", &["a"], &["b"]), ("a", &["x"], &["a"]), ("d", &["x"], &["d"])], &["x"])
+                .unwrap();
         assert_eq!(shuffled, vec![2, 1, 0, 3]);
     }
 
     #[test]
     fn a_cycle_names_a_node_and_the_tensor_it_waits_for() {
-        let e = run(&[("a", &["x", "c"], &["a"]), ("b", &["a"], &["b"]), ("c", &["b"], &["c"]), ("d", &["c"], &["d"])], &["x"])
-            .unwrap_err()
-            .to_string();
+        let e = run(
+            &[("a", &["x", "c"], &["a"]), ("b", &["a"], &["b"]), ("c", &["b"], &["c"]), ("d", &["c"], &["d"])],
+            &["x"],
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("cycle") && e.contains("node `a` (Relu) waits for tensor `c`"), "{e}");
         assert!(e.contains("`a`, `b`, `c`") && !e.contains("`d`"), "{e}");
     }

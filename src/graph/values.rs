@@ -32,15 +32,24 @@ pub(crate) fn propagate(ctx: &Ctx, shapes: &[Option<Shape>], types: &[Option<i32
             let end = clamp(ctx.node.attributes.int("end").unwrap_or(rank));
             Array::vector(x[start..end.max(start)].iter().cloned().map(Some).collect())
         }),
-        "Size" => ctx.shapes.first().copied().flatten().map(|x| {
-            Array::scalar(super::dims::Product::of(x).and_then(|p| p.to_dim()))
-        }),
+        "Size" => ctx
+            .shapes
+            .first()
+            .copied()
+            .flatten()
+            .map(|x| Array::scalar(super::dims::Product::of(x).and_then(|p| p.to_dim()))),
         "Gather" => (|| {
             let indices = input(1)?;
-            let idx = Array::new(indices.dims.clone(), indices.data.iter().map(|d| d.as_ref()?.known()).collect::<Option<Vec<i64>>>()?).ok()?;
+            let idx = Array::new(
+                indices.dims.clone(),
+                indices.data.iter().map(|d| d.as_ref()?.known()).collect::<Option<Vec<i64>>>()?,
+            )
+            .ok()?;
             input(0)?.gather(ctx.node.attributes.int("axis").unwrap_or(0), &idx).ok()
         })(),
-        "Identity" | "Unsqueeze" | "Squeeze" | "Reshape" | "Flatten" => input(0).and_then(|v| v.reshaped(out_dims()?).ok()),
+        "Identity" | "Unsqueeze" | "Squeeze" | "Reshape" | "Flatten" => {
+            input(0).and_then(|v| v.reshaped(out_dims()?).ok())
+        }
         "Cast" => input(0).filter(|_| ctx.types.first().copied().flatten().is_some_and(is_int_type)).cloned(),
         "Concat" => (|| {
             let parts: Vec<&Value> = (0..ctx.node.inputs.len()).map(input).collect::<Option<_>>()?;
@@ -52,7 +61,8 @@ pub(crate) fn propagate(ctx: &Ctx, shapes: &[Option<Shape>], types: &[Option<i32
             broadcast_zip(a, b, |x, y| arith(&ctx.node.op_type, x.as_ref()?, y.as_ref()?)).ok()
         })(),
         "ConstantOfShape" => (|| {
-            let dims: Vec<usize> = input(0)?.data.iter().map(|d| usize::try_from(d.as_ref()?.known()?).ok()).collect::<Option<_>>()?;
+            let dims: Vec<usize> =
+                input(0)?.data.iter().map(|d| usize::try_from(d.as_ref()?.known()?).ok()).collect::<Option<_>>()?;
             let fill = match ctx.node.attributes.tensor("value").ok()? {
                 Some(t) => *t.to_i64().first()?,
                 None => 0,
@@ -64,7 +74,9 @@ pub(crate) fn propagate(ctx: &Ctx, shapes: &[Option<Shape>], types: &[Option<i32
             // The length comes from the shape rule, which used the limit.
             let (start, delta) = (scalar(0)?, scalar(2)?);
             let n = out_dims()?.first().copied().filter(|&n| n <= super::array::MAX_ELEMENTS)?;
-            let data = (0..n as i64).map(|i| i.checked_mul(delta).and_then(|x| x.checked_add(start)).map(Dim::Known)).collect();
+            let data = (0..n as i64)
+                .map(|i| i.checked_mul(delta).and_then(|x| x.checked_add(start)).map(Dim::Known))
+                .collect();
             Array::new(vec![n], data).ok()
         })(),
         _ => None,
@@ -72,8 +84,12 @@ pub(crate) fn propagate(ctx: &Ctx, shapes: &[Option<Shape>], types: &[Option<i32
     // A value must agree with the inferred shape where both exist (defensive: never let a wrong
     // value through to folding).
     match (&v, shapes.first().and_then(Option::as_ref)) {
-        (Some(value), Some(s)) if s.len() != value.dims.len()
-            || s.iter().zip(&value.dims).any(|(d, &n)| d.known().is_some_and(|d| d != n as i64)) => vec![None],
+        (Some(value), Some(s))
+            if s.len() != value.dims.len()
+                || s.iter().zip(&value.dims).any(|(d, &n)| d.known().is_some_and(|d| d != n as i64)) =>
+        {
+            vec![None]
+        }
         _ => vec![v],
     }
 }
@@ -100,7 +116,11 @@ fn slice(ctx: &Ctx) -> Option<Value> {
         (a.ints("starts")?.to_vec(), a.ints("ends")?.to_vec(), a.ints("axes").map(<[i64]>::to_vec), None)
     } else {
         let opt = |i: usize| -> Option<Option<Vec<i64>>> {
-            if ctx.node.inputs.get(i).is_some_and(|t| !t.is_empty()) { ctx.ints(i).map(Some) } else { Some(None) }
+            if ctx.node.inputs.get(i).is_some_and(|t| !t.is_empty()) {
+                ctx.ints(i).map(Some)
+            } else {
+                Some(None)
+            }
         };
         (ctx.ints(1)?, ctx.ints(2)?, opt(3)?, opt(4)?)
     };

@@ -4,6 +4,7 @@
 use tch::{Kind, Tensor};
 
 use super::ops::{Binary, Op, Padding, Window};
+use crate::onnx::TensorData;
 
 /// Why an operator could not run on the given inputs.
 #[derive(Debug)]
@@ -189,14 +190,7 @@ pub fn run(op: &Op, inputs: &[Option<&Tensor>], train: bool) -> Res<Vec<Tensor>>
         }
         Op::Identity => one(x()?.shallow_clone()),
         Op::Constant(_) => invalid("Constant nodes are evaluated when the graph is lowered"),
-        Op::ConstantOfShape(value) => {
-            let shape = int_values(x()?)?;
-            let device = x()?.device();
-            one(match &value.data {
-                crate::onnx::TensorData::Float(v) => Tensor::f_full(shape.as_slice(), v[0] as f64, (Kind::Float, device))?,
-                crate::onnx::TensorData::Int(v) => Tensor::f_full(shape.as_slice(), v[0], (Kind::Int64, device))?,
-            })
-        }
+        Op::ConstantOfShape(value) => one(constant_of_shape(&int_values(x()?)?, value, x()?.device())?),
         Op::Pad { mode, pads, value } => {
             let x = x()?;
             let pads = match pads {
@@ -310,6 +304,14 @@ pub fn run(op: &Op, inputs: &[Option<&Tensor>], train: bool) -> Res<Vec<Tensor>>
             one(t)
         }
         Op::Lrn { alpha, beta, bias, size } => one(lrn(x()?, *alpha, *beta, *bias, *size)?),
+    }
+}
+
+/// ONNX ConstantOfShape: `shape` filled with the single element of `value`.
+pub fn constant_of_shape(shape: &[i64], value: &crate::onnx::Tensor, device: tch::Device) -> Result<Tensor, tch::TchError> {
+    match &value.data {
+        TensorData::Float(v) => Tensor::f_full(shape, v.first().copied().unwrap_or(0.0) as f64, (Kind::Float, device)),
+        TensorData::Int(v) => Tensor::f_full(shape, v.first().copied().unwrap_or(0), (Kind::Int64, device)),
     }
 }
 

@@ -84,39 +84,50 @@ impl LoweredModel {
             return Err(LowerError::Unsupported { opset, ops: unsupported });
         }
 
-        // Constants: graph initializers and the values of Constant nodes.
-        let mut constants: HashMap<&str, &OnnxTensor> = graph.initializers.iter().map(|(k, v)| (k.as_str(), v)).collect();
-        for (node, op) in graph.nodes.iter().zip(&parsed) {
-            if let (Op::Constant(value), Some(out)) = (op, node.outputs.first()) {
-                constants.insert(out.as_str(), value);
-            }
+        // Constants: graph initializers, Constant nodes, and ConstantOfShape of a constant shape
+        // (how the onnx `light` models store their weights), materialised once here.
+        let mut constants: BTreeMap<String, Tensor> = BTreeMap::new();
+        let tensor_error = |name: &str, e: tch::TchError| LowerError::Tensor { tensor: name.to_string(), reason: e.to_string() };
+        for (name, value) in &graph.initializers {
+            constants.insert(name.clone(), to_torch(value, device).map_err(|e| tensor_error(name, e))?);
         }
-        let roles = weight_roles(graph, &constants);
+        let mut computed = vec![false; graph.nodes.len()];
+        for (i, (node, op)) in graph.nodes.iter().zip(&parsed).enumerate() {
+            let Some(out) = node.outputs.first() else { continue };
+            let value = match op {
+                Op::Constant(value) => to_torch(value, device),
+                Op::ConstantOfShape(value) => match node.inputs.first().and_then(|n| graph.initializers.get(n)) {
+                    Some(shape) => exec::constant_of_shape(&shape.to_i64(), value, device),
+                    None => continue,
+                },
+                _ => continue,
+            };
+            constants.insert(out.clone(), value.map_err(|e| tensor_error(out, e))?);
+            computed[i] = true;
+        }
+        let roles = weight_roles(graph, |name| constants.get(name).is_some_and(|t| t.is_floating_point()));
 
         let mut slots = Slots::default();
         let vs = nn::VarStore::new(device);
         let mut bound = Vec::new();
         let mut weights = Vec::new();
-        let mut names: Vec<&&str> = constants.keys().collect();
-        names.sort(); // stable variable order across runs
-        for (index, name) in names.into_iter().enumerate() {
-            let value = constants[*name];
-            let role = roles.get(*name).copied().unwrap_or(Role::Constant);
-            let tensor = to_torch(value, device).map_err(|e| LowerError::Tensor { tensor: name.to_string(), reason: e.to_string() })?;
+        // BTreeMap order: stable variable names across runs.
+        for (index, (name, tensor)) in constants.into_iter().enumerate() {
+            let role = roles.get(&name).copied().unwrap_or(Role::Constant);
             let tensor = match role {
                 Role::Constant => tensor,
-                _ => vs.root().add(&variable_name(index, name), tensor, role == Role::Trainable),
+                _ => vs.root().add(&variable_name(index, &name), tensor, role == Role::Trainable),
             };
             if role != Role::Constant {
-                weights.push(Weight { onnx_name: name.to_string(), role, tensor: tensor.shallow_clone() });
+                weights.push(Weight { onnx_name: name.clone(), role, tensor: tensor.shallow_clone() });
             }
-            bound.push((slots.get(name), tensor));
+            bound.push((slots.get(&name), tensor));
         }
 
         let input_slot = slots.get(&input);
         let mut steps = Vec::new();
-        for (node, op) in graph.nodes.iter().zip(parsed) {
-            if matches!(op, Op::Constant(_)) {
+        for ((node, op), computed) in graph.nodes.iter().zip(parsed).zip(computed) {
+            if computed {
                 continue;
             }
             let inputs = node.inputs.iter().map(|n| (!n.is_empty()).then(|| slots.get(n))).collect();
@@ -207,7 +218,7 @@ fn single(names: &[String], is_input: bool) -> Result<String, LowerError> {
 
 /// Which constant tensors are weights, from the operator inputs that consume them. Tensors
 /// absent from the map are plain constants.
-pub fn weight_roles(graph: &Graph, constants: &HashMap<&str, &OnnxTensor>) -> HashMap<String, Role> {
+pub fn weight_roles(graph: &Graph, is_float_constant: impl Fn(&str) -> bool) -> HashMap<String, Role> {
     let mut roles: HashMap<String, Role> = HashMap::new();
     for node in &graph.nodes {
         let positions: &[(usize, Role)] = match node.op_type.as_str() {
@@ -219,8 +230,7 @@ pub fn weight_roles(graph: &Graph, constants: &HashMap<&str, &OnnxTensor>) -> Ha
         };
         for &(i, role) in positions {
             let Some(name) = node.inputs.get(i).filter(|n| !n.is_empty()) else { continue };
-            let is_float = constants.get(name.as_str()).is_some_and(|t| matches!(t.data, TensorData::Float(_)));
-            if is_float {
+            if is_float_constant(name) {
                 let entry = roles.entry(name.clone()).or_insert(role);
                 *entry = (*entry).max(role);
             }

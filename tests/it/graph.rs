@@ -172,7 +172,11 @@ fn shapes_agree_with_onnx_shape_inference_on_every_tensor() {
                     Some(ours) => {
                         compared += 1;
                         if let Some(what) = disagreement(ours, dims) {
-                            report += &format!("{}: `{tensor}` ({what}): ours {} onnx {dims:?}\n", name(&path), shape_string(ours));
+                            report += &format!(
+                                "{}: `{tensor}` ({what}): ours {} onnx {dims:?}\n",
+                                name(&path),
+                                shape_string(ours)
+                            );
                         }
                     }
                     // Everything onnx determines completely, we determine too (value_info may
@@ -199,7 +203,13 @@ fn every_model_builds_and_its_output_shape_is_the_declared_one() {
         let names: HashSet<&str> = g.nodes.iter().map(|n| n.name.as_str()).collect();
         assert_eq!(names.len(), g.nodes.len(), "{}: node names are not unique", path.display());
         assert!(g.nodes.iter().all(|n| !n.name.is_empty()));
-        assert_eq!(g.inputs.len(), 1, "{}: true inputs {:?}", path.display(), g.inputs.iter().map(|i| &i.name).collect::<Vec<_>>());
+        assert_eq!(
+            g.inputs.len(),
+            1,
+            "{}: true inputs {:?}",
+            path.display(),
+            g.inputs.iter().map(|i| &i.name).collect::<Vec<_>>()
+        );
         for (i, node) in g.nodes.iter().enumerate() {
             for input in node.inputs.iter().filter(|t| !t.is_empty()) {
                 if let Some(p) = g.producer(input) {
@@ -209,12 +219,22 @@ fn every_model_builds_and_its_output_shape_is_the_declared_one() {
             }
         }
         for out in &g.outputs {
-            let declared = out.shape.as_ref().unwrap_or_else(|| panic!("{}: output has no declared shape", path.display()));
+            let declared =
+                out.shape.as_ref().unwrap_or_else(|| panic!("{}: output has no declared shape", path.display()));
             // The same, whether inferred from scratch or with the model's value_info.
             for strip in [false, true] {
                 let g = build(&path, strip);
-                let inferred = g.shapes.get(&out.name).unwrap_or_else(|| panic!("{}: no shape for output {}", path.display(), out.name));
-                assert_eq!(inferred, declared, "{}: output `{}` (value_info stripped: {strip})", path.display(), out.name);
+                let inferred = g
+                    .shapes
+                    .get(&out.name)
+                    .unwrap_or_else(|| panic!("{}: no shape for output {}", path.display(), out.name));
+                assert_eq!(
+                    inferred,
+                    declared,
+                    "{}: output `{}` (value_info stripped: {strip})",
+                    path.display(),
+                    out.name
+                );
             }
         }
         let input = &g.inputs[0];
@@ -225,7 +245,19 @@ fn every_model_builds_and_its_output_shape_is_the_declared_one() {
 /// Fold-list ops whose inputs are all constants (or a Shape of a fully known input, or a Gather
 /// of static entries of such a Shape) must not survive folding.
 fn leftover_static_shape_arithmetic(g: &Graph) -> Vec<String> {
-    const SHAPE_OPS: &[&str] = &["Shape", "Gather", "Unsqueeze", "Squeeze", "Concat", "Reshape", "Cast", "Slice", "ConstantOfShape", "Range", "Identity"];
+    const SHAPE_OPS: &[&str] = &[
+        "Shape",
+        "Gather",
+        "Unsqueeze",
+        "Squeeze",
+        "Concat",
+        "Reshape",
+        "Cast",
+        "Slice",
+        "ConstantOfShape",
+        "Range",
+        "Identity",
+    ];
     let is_int_const = |t: &str| g.initializers.get(t).is_some_and(|t| matches!(t.data, TensorData::Int(_)));
     let fully_known = |t: &str| g.shapes.get(t).is_some_and(|s| s.iter().all(|d| matches!(d, Dim::Known(_))));
     let mut found = Vec::new();
@@ -265,10 +297,13 @@ fn leftover_static_shape_arithmetic(g: &Graph) -> Vec<String> {
 #[test]
 fn folding_removes_static_shape_chains_with_the_values_onnxruntime_computes() {
     let reference = reference();
-    let mut models: Vec<PathBuf> = support::fixture_models().into_iter().filter(|p| {
-        let n = name(p);
-        n.contains("_ts_") || n.contains("_dynamo_")
-    }).collect();
+    let mut models: Vec<PathBuf> = support::fixture_models()
+        .into_iter()
+        .filter(|p| {
+            let n = name(p);
+            n.contains("_ts_") || n.contains("_dynamo_")
+        })
+        .collect();
     models.extend(reference.generated.iter().cloned());
     let mut folded_values = 0;
     for path in &models {
@@ -284,7 +319,12 @@ fn folding_removes_static_shape_chains_with_the_values_onnxruntime_computes() {
                 let ok = g.producer(input).is_some_and(|p| p < i)
                     || g.initializers.contains_key(input)
                     || g.inputs.iter().any(|v| &v.name == input);
-                assert!(ok, "{}: `{}` reads `{input}`, which nothing provides after folding", path.display(), node.name);
+                assert!(
+                    ok,
+                    "{}: `{}` reads `{input}`, which nothing provides after folding",
+                    path.display(),
+                    node.name
+                );
             }
         }
         assert_eq!(g.shapes.get("logits"), g.outputs[0].shape.as_ref(), "{}", path.display());
@@ -303,13 +343,20 @@ fn folding_removes_static_shape_chains_with_the_values_onnxruntime_computes() {
         }
         if name(path) == "view_static_nofold" {
             assert!(removed >= 15, "{}: only {removed} nodes removed", path.display());
-            assert!(!g.nodes.iter().any(|n| matches!(n.op_type.as_str(), "Shape" | "Gather" | "Unsqueeze" | "Constant")));
+            assert!(!g
+                .nodes
+                .iter()
+                .any(|n| matches!(n.op_type.as_str(), "Shape" | "Gather" | "Unsqueeze" | "Constant")));
         }
         if name(path).starts_with("view_dynamic") {
             // The batch entry stays a run-time Shape→Gather→Unsqueeze→Concat; the channel
             // arithmetic (Shape→Gather(1)→Div→Cast→Cast→Unsqueeze) is gone.
             let ops: Vec<&str> = g.nodes.iter().map(|n| n.op_type.as_str()).collect();
-            assert!(!ops.contains(&"Div") && !ops.contains(&"Cast") && !ops.contains(&"Constant"), "{}: {ops:?}", path.display());
+            assert!(
+                !ops.contains(&"Div") && !ops.contains(&"Cast") && !ops.contains(&"Constant"),
+                "{}: {ops:?}",
+                path.display()
+            );
             assert_eq!(ops.iter().filter(|o| **o == "Shape").count(), 2, "{}: {ops:?}", path.display());
             let mut fresh = g.clone();
             fresh.infer_shapes().unwrap();
@@ -328,11 +375,34 @@ fn corrupted_models_never_panic() {
         .into_iter()
         .filter(|p| ["light_shufflenet", "light_inception_v2", "light_squeezenet"].contains(&name(p).as_str()))
         .collect();
-    picks.extend(support::fixture_models().into_iter().filter(|p| name(p) == "mobilenetv2_dynamo_op13_bn" || name(p) == "resnet20_ts_op17_bn"));
+    picks.extend(
+        support::fixture_models()
+            .into_iter()
+            .filter(|p| name(p) == "mobilenetv2_dynamo_op13_bn" || name(p) == "resnet20_ts_op17_bn"),
+    );
     picks.extend(reference().generated.iter().cloned());
     const OPS: &[&str] = &[
-        "Conv", "MaxPool", "AveragePool", "Reshape", "Flatten", "Gemm", "MatMul", "Concat", "Slice", "Split", "Gather",
-        "Unsqueeze", "Squeeze", "Transpose", "Pad", "ReduceMean", "Range", "ConstantOfShape", "Shape", "Add", "Div",
+        "Conv",
+        "MaxPool",
+        "AveragePool",
+        "Reshape",
+        "Flatten",
+        "Gemm",
+        "MatMul",
+        "Concat",
+        "Slice",
+        "Split",
+        "Gather",
+        "Unsqueeze",
+        "Squeeze",
+        "Transpose",
+        "Pad",
+        "ReduceMean",
+        "Range",
+        "ConstantOfShape",
+        "Shape",
+        "Add",
+        "Div",
     ];
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
     let mut rand = move |n: usize| {

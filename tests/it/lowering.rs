@@ -5,6 +5,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use archrepair_onnx::graph::Dim;
+use archrepair_onnx::lower::Role;
 use archrepair_onnx::model::LoadedModel;
 use archrepair_onnx::onnx::{load_tensor, Tensor as OnnxTensor};
 use archrepair_onnx::validate::OrtModel;
@@ -165,7 +166,11 @@ fn lowered_light_models_reproduce_their_shipped_outputs() {
         let input = (Tensor::arange(n, (Kind::Double, Device::Cpu)) / n as f64).to_kind(Kind::Float).reshape(dims.as_slice());
         let shipped = path.with_file_name(format!("{}_output_0.pb", path.file_stem().unwrap().to_string_lossy()));
         let expected = torch(&load_tensor(&shipped).unwrap());
-        let ours = model.lower(Device::Cpu).unwrap().predict(&input).unwrap();
+        let lowered = model.lower(Device::Cpu).unwrap();
+        // Their weights come from ConstantOfShape nodes: still weights, still trainable.
+        let trainable = lowered.weights().iter().filter(|w| w.role == Role::Trainable).count();
+        assert!(trainable > 0, "{}: no trainable weight", path.display());
+        let ours = lowered.predict(&input).unwrap();
         let diff = (&ours - &expected).abs().max().double_value(&[]);
         assert!(diff <= TOLERANCE, "{}: {diff:e} from the shipped output", path.display());
     }

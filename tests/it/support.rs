@@ -26,28 +26,24 @@ pub fn onnx_package_dir() -> PathBuf {
 
 /// The `light_*.onnx` models shipped in the onnx wheel (made by others, opset 9).
 pub fn light_models() -> Vec<PathBuf> {
-    let dir = onnx_package_dir().join("backend/test/data/light");
-    let mut models: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "onnx"))
-        .collect();
-    models.sort();
-    assert!(!models.is_empty(), "no light models in {}", dir.display());
-    models
+    onnx_files_in(&onnx_package_dir().join("backend/test/data/light"))
 }
 
 /// Every fixture model under fixtures/models (see fixtures/generate.py).
 pub fn fixture_models() -> Vec<PathBuf> {
-    let dir = repo_root().join("fixtures/models");
-    let mut models: Vec<PathBuf> = std::fs::read_dir(&dir)
+    onnx_files_in(&repo_root().join("fixtures/models"))
+}
+
+/// The `.onnx` files of a folder, sorted; panics when there are none, so that a test over them
+/// never passes vacuously.
+fn onnx_files_in(dir: &Path) -> Vec<PathBuf> {
+    let mut models: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .flatten()
         .map(|e| e.path())
         .filter(|p| p.extension().is_some_and(|x| x == "onnx"))
         .collect();
     models.sort();
-    assert!(!models.is_empty(), "no fixture models in {}", dir.display());
+    assert!(!models.is_empty(), "no .onnx files in {}", dir.display());
     models
 }
