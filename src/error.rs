@@ -28,4 +28,8 @@ pub enum Error {
     /// Model and data do not fit together (shape, class count).
     #[error("{0}")]
     Mismatch(String),
+
+    /// A libtorch operation outside the lowered graph failed.
+    #[error("{context}: {source}")]
+    Torch { context: &'static str, source: tch::TchError },
 }

@@ -48,27 +48,15 @@ pub fn evaluate(model_path: &Path, options: &EvalOptions) -> Result<EvalReport, 
     let mut ort = OrtModel::from_file(model_path, options.threads)?;
 
     let bar = progress_bar(data.len(), options.progress);
-    let (mut ort_correct, mut lowered_correct, mut agree) = (0usize, 0usize, 0usize);
-    let mut max_diff = 0f64;
+    let mut counts = Counts::default();
     let batch = options.batch.max(1);
     for start in (0..data.len()).step_by(batch) {
         let end = (start + batch).min(data.len());
         let (shape, pixels) = data.batch(start, end);
         let (out_shape, ort_out) = ort.run(&shape, pixels.to_vec())?;
-        let ort_logits = Tensor::from_slice(&ort_out).reshape(out_shape.as_slice());
-        let x = Tensor::from_slice(pixels).reshape(shape);
-        let ours = lowered
-            .predict(&x)
-            .map_err(|source| Error::Lower { path: model.path.clone(), source })?
-            .to_device(Device::Cpu)
-            .reshape(out_shape.as_slice());
-        max_diff = max_diff.max((&ours - &ort_logits).abs().max().double_value(&[]));
-        let labels = Tensor::from_slice(&data.labels[start..end]);
-        let ort_pred = ort_logits.argmax(-1, false);
-        let our_pred = ours.argmax(-1, false);
-        ort_correct += ort_pred.eq_tensor(&labels).sum(tch::Kind::Int64).int64_value(&[]) as usize;
-        lowered_correct += our_pred.eq_tensor(&labels).sum(tch::Kind::Int64).int64_value(&[]) as usize;
-        agree += our_pred.eq_tensor(&ort_pred).sum(tch::Kind::Int64).int64_value(&[]) as usize;
+        let x = Tensor::f_from_slice(pixels).and_then(|t| t.f_reshape(shape)).map_err(torch_error)?;
+        let ours = lowered.predict(&x).map_err(|source| Error::Lower { path: model.path.clone(), source })?;
+        counts.add(&ours, &ort_out, &out_shape, &data.labels[start..end]).map_err(torch_error)?;
         bar.inc((end - start) as u64);
     }
     bar.finish_and_clear();
@@ -76,11 +64,43 @@ pub fn evaluate(model_path: &Path, options: &EvalOptions) -> Result<EvalReport, 
     Ok(EvalReport {
         model: model_path.display().to_string(),
         examples: data.len(),
-        onnxruntime_accuracy: ort_correct as f64 / n,
-        lowered_accuracy: lowered_correct as f64 / n,
-        agreement: agree as f64 / n,
-        max_abs_output_diff: max_diff,
+        onnxruntime_accuracy: counts.ort_correct as f64 / n,
+        lowered_accuracy: counts.lowered_correct as f64 / n,
+        agreement: counts.agree as f64 / n,
+        max_abs_output_diff: counts.max_diff,
     })
+}
+
+/// Running tallies of an evaluation.
+#[derive(Default)]
+struct Counts {
+    ort_correct: usize,
+    lowered_correct: usize,
+    agree: usize,
+    max_diff: f64,
+}
+
+impl Counts {
+    /// Adds one batch: our outputs, onnxruntime's (flat, with its shape) and the labels.
+    fn add(&mut self, ours: &Tensor, ort_out: &[f32], ort_shape: &[i64], labels: &[i64]) -> Result<(), tch::TchError> {
+        let theirs = Tensor::f_from_slice(ort_out)?.f_reshape(ort_shape)?;
+        let ours = ours.f_to_device(Device::Cpu)?.f_reshape(ort_shape)?;
+        let diff = ours.f_sub(&theirs)?.f_abs()?.f_max()?.f_double_value(&[])?;
+        self.max_diff = self.max_diff.max(diff);
+        let labels = Tensor::f_from_slice(labels)?;
+        let (ort_pred, our_pred) = (theirs.f_argmax(-1, false)?, ours.f_argmax(-1, false)?);
+        let hits = |a: &Tensor, b: &Tensor| -> Result<usize, tch::TchError> {
+            Ok(a.f_eq_tensor(b)?.f_sum(tch::Kind::Int64)?.f_int64_value(&[])? as usize)
+        };
+        self.ort_correct += hits(&ort_pred, &labels)?;
+        self.lowered_correct += hits(&our_pred, &labels)?;
+        self.agree += hits(&our_pred, &ort_pred)?;
+        Ok(())
+    }
+}
+
+fn torch_error(source: tch::TchError) -> Error {
+    Error::Torch { context: "comparing the outputs of the two runtimes", source }
 }
 
 /// The data's C, H, W must match the model input where the model fixes them.

@@ -185,7 +185,8 @@ pub fn run(op: &Op, inputs: &[Option<&Tensor>], train: bool) -> Res<Vec<Tensor>>
         Op::MatMul => one(x()?.f_matmul(input(inputs, 1)?)?),
         Op::Concat { axis } => {
             let parts: Vec<&Tensor> = (0..inputs.len()).map(|i| input(inputs, i)).collect::<Res<_>>()?;
-            let rank = parts[0].dim() as i64;
+            let Some(first) = parts.first() else { return invalid("Concat needs at least one input") };
+            let rank = first.dim() as i64;
             one(Tensor::f_cat(&parts, norm_axis(*axis, rank)?)?)
         }
         Op::Identity => one(x()?.shallow_clone()),
@@ -227,6 +228,7 @@ pub fn run(op: &Op, inputs: &[Option<&Tensor>], train: bool) -> Res<Vec<Tensor>>
             one(Tensor::from_slice(&dims).f_to_device(x.device())?)
         }
         Op::Gather { axis } => one(gather(x()?, input(inputs, 1)?, *axis)?),
+        Op::GatherNd { batch_dims } => one(gather_nd(x()?, input(inputs, 1)?, *batch_dims)?),
         Op::Unsqueeze { axes } => {
             let x = x()?;
             let axes = match axes { Some(a) => a.clone(), None => int_values(input(inputs, 1)?)? };
@@ -484,6 +486,33 @@ fn gather(data: &Tensor, indices: &Tensor, axis: i64) -> Res<Tensor> {
     Ok(flat.f_reshape(shape.as_slice())?)
 }
 
+/// ONNX GatherND: indices of shape [B..., M..., k] (B: the `batch_dims` axes shared with data)
+/// pick the slices data[b..., i_0, ..., i_{k-1}, :...]; output shape [B..., M..., data[b+k..]].
+/// As advanced indexing: an arange per batch axis, then the k index columns, all broadcast over
+/// [B..., M...].
+fn gather_nd(data: &Tensor, indices: &Tensor, batch_dims: i64) -> Res<Tensor> {
+    let (dshape, ishape) = (data.size(), indices.size());
+    let b = batch_dims as usize;
+    let Some(&k) = ishape.last() else { return invalid("GatherND indices must have rank 1 or more") };
+    let k = k as usize;
+    if ishape.len() <= b || dshape.len() < b + k || dshape[..b] != ishape[..b] || b + k == 0 {
+        return invalid(format!("GatherND: indices of shape {ishape:?} (batch_dims {b}) do not fit data of shape {dshape:?}"));
+    }
+    let lead = ishape.len() - 1;
+    let idx = indices.f_to_kind(Kind::Int64)?;
+    let mut index: Vec<Option<Tensor>> = Vec::with_capacity(b + k);
+    for (j, &n) in ishape[..b].iter().enumerate() {
+        let mut shape = vec![1; lead];
+        shape[j] = n;
+        index.push(Some(Tensor::f_arange(n, (Kind::Int64, data.device()))?.f_reshape(shape.as_slice())?));
+    }
+    for i in 0..k {
+        // Negative indices count from the end.
+        index.push(Some(idx.f_select(-1, i as i64)?.f_remainder(dshape[b + i])?));
+    }
+    Ok(data.f_index(&index)?)
+}
+
 fn slice(x: &Tensor, starts: &[i64], ends: &[i64], axes: Option<&[i64]>, steps: Option<&[i64]>) -> Res<Tensor> {
     let rank = x.dim() as i64;
     let axes: Vec<i64> = match axes {
@@ -525,4 +554,29 @@ fn lrn(x: &Tensor, alpha: f64, beta: f64, bias: f64, size: i64) -> Res<Tensor> {
         .f_reshape(shape.as_slice())?;
     let denom = window_sum.f_mul_scalar(alpha / size as f64)?.f_add_scalar(bias)?.f_pow_tensor_scalar(beta)?;
     Ok(x.f_div(&denom)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The five examples of the ONNX GatherND specification.
+    #[test]
+    fn gather_nd_follows_the_onnx_examples() {
+        let t = |v: &[i64], shape: &[i64]| Tensor::from_slice(v).reshape(shape);
+        let run = |data: &Tensor, idx: &Tensor, b: i64| {
+            let out = gather_nd(data, idx, b).unwrap();
+            (out.size(), Vec::<i64>::try_from(&out.flatten(0, -1)).unwrap())
+        };
+        let d2 = t(&[0, 1, 2, 3], &[2, 2]);
+        let d3 = t(&[0, 1, 2, 3, 4, 5, 6, 7], &[2, 2, 2]);
+        assert_eq!(run(&d2, &t(&[0, 0, 1, 1], &[2, 2]), 0), (vec![2], vec![0, 3]));
+        assert_eq!(run(&d2, &t(&[1, 0], &[2, 1]), 0), (vec![2, 2], vec![2, 3, 0, 1]));
+        assert_eq!(run(&d3, &t(&[0, 1, 1, 0], &[2, 2]), 0), (vec![2, 2], vec![2, 3, 4, 5]));
+        assert_eq!(run(&d3, &t(&[0, 1, 1, 0], &[2, 1, 2]), 0), (vec![2, 1, 2], vec![2, 3, 4, 5]));
+        assert_eq!(run(&d3, &t(&[1, 0], &[2, 1]), 1), (vec![2, 2], vec![2, 3, 4, 5]));
+        // Negative indices count from the end; shapes that do not fit are refused.
+        assert_eq!(run(&d2, &t(&[-1, -2], &[1, 2]), 0), (vec![1], vec![2]));
+        assert!(gather_nd(&d2, &t(&[0, 0, 0], &[1, 3]), 0).is_err());
+    }
 }
