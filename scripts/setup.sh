@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # One idempotent set-up step shared by scripts/run.sh and scripts/test.sh.
 #
-#   1. Python venv in .venv with the pinned packages of requirements.txt
-#      (torch = libtorch for tch, onnxruntime = the runtime ort loads, onnx/onnxscript for tests
-#      and the fixture generator). Skipped when requirements.txt has not changed since.
+#   1. Python venv in .venv with the pinned packages of requirements.txt, every dependency held
+#      at the version of requirements.lock (torch = libtorch for tch, onnxruntime = the runtime
+#      ort loads, onnx/onnxscript/torchvision for tests and the fixture scripts). Skipped when
+#      neither file has changed since.
 #   2. Data packages from Debian: Fashion-MNIST (dataset-fashion-mnist). Skipped when present.
 #   3. cargo build --release of archrepair-onnx against that libtorch (LIBTORCH_USE_PYTORCH=1).
 #
@@ -26,11 +27,11 @@ step() { printf '\n==> %s\n' "$*" >&2; }
 
 # 1. Python venv ------------------------------------------------------------------------------
 stamp="$venv/.requirements.sha256"
-want="$(sha256sum requirements.txt | cut -d' ' -f1)"
+want="$(cat requirements.txt requirements.lock | sha256sum | cut -d' ' -f1)"
 if [[ ! -f "$stamp" || "$(cat "$stamp")" != "$want" ]]; then
   step "Python venv .venv with requirements.txt (first time: ~4 GB, 1-3 minutes)"
   [[ -x "$venv/bin/python" ]] || python3 -m venv "$venv"
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements.txt
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r requirements.txt -c requirements.lock
   echo "$want" > "$stamp"
 fi
 

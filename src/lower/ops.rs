@@ -9,7 +9,7 @@ use super::LowerError;
 /// ONNX operator types (domain ai.onnx) that `parse` accepts.
 pub const SUPPORTED_OPS: &[&str] = &[
     "Add", "AveragePool", "BatchNormalization", "Cast", "Clip", "Concat", "Constant",
-    "ConstantOfShape", "Conv", "Div", "Dropout", "Flatten", "Gather", "Gemm", "GlobalAveragePool",
+    "ConstantOfShape", "Conv", "Div", "Dropout", "Flatten", "Gather", "GatherND", "Gemm", "GlobalAveragePool",
     "GlobalMaxPool", "HardSigmoid", "HardSwish", "Identity", "LeakyRelu", "LRN", "MatMul",
     "MaxPool", "Mul", "Pad", "Range", "ReduceMean", "Relu", "Reshape", "Shape", "Sigmoid", "Slice",
     "Softmax", "Split", "Squeeze", "Sub", "Sum", "Transpose", "Unsqueeze",
@@ -75,6 +75,8 @@ pub enum Op {
     Softmax { axis: i64, legacy: bool },
     Shape { start: i64, end: Option<i64> },
     Gather { axis: i64 },
+    /// The first `batch_dims` axes of data and indices correspond one to one.
+    GatherNd { batch_dims: i64 },
     /// `axes` from the attribute (opset < 13) or None: from input 1.
     Unsqueeze { axes: Option<Vec<i64>> },
     Squeeze { axes: Option<Vec<i64>> },
@@ -183,6 +185,10 @@ pub fn parse(node: &Node, opset: i64) -> Result<Parsed, LowerError> {
         },
         "Shape" => Op::Shape { start: a.int("start").unwrap_or(0), end: a.int("end") },
         "Gather" => Op::Gather { axis: a.int("axis").unwrap_or(0) },
+        "GatherND" => match a.int("batch_dims").unwrap_or(0) {
+            b if b >= 0 => Op::GatherNd { batch_dims: b },
+            b => return Err(bad(format!("batch_dims {b} is negative"))),
+        },
         "Unsqueeze" => Op::Unsqueeze { axes: if opset < 13 { Some(required_ints(a, "axes").map_err(bad)?) } else { None } },
         "Squeeze" => Op::Squeeze { axes: if opset < 13 { a.ints("axes").map(<[i64]>::to_vec) } else { None } },
         "Cast" => {

@@ -145,3 +145,13 @@ fn unsupported_ops_are_listed_together_with_their_nodes() {
         ],
     );
 }
+
+#[test]
+fn a_missing_onnxruntime_library_is_named_with_the_fix() {
+    let out = binary()
+        .args(["eval", fixture("resnet20_28_ts_op17_bn.onnx").to_str().unwrap(), "--data", FASHION_MNIST])
+        .env("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so.1.32.0")
+        .output()
+        .unwrap();
+    assert_clean_failure(&out, &["/nonexistent/libonnxruntime.so.1.32.0", "onnxruntime 1.32.0", "scripts/setup.sh", "ORT_DYLIB_PATH"]);
+}

@@ -2,6 +2,7 @@
 
 mod support;
 mod cli;
+mod coverage;
 mod graph;
 mod lowering;
 mod onnx_io;
