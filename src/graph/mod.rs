@@ -12,7 +12,7 @@
 //! infer shapes, `fold.rs` folds exporter shape arithmetic, `array.rs` holds the small
 //! array kernels both share.
 
-mod array;
+pub(crate) mod array;
 mod attributes;
 mod dims;
 mod error;

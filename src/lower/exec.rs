@@ -3,7 +3,9 @@
 
 use tch::{Kind, Tensor};
 
-use super::ops::{Binary, Op, Padding, Window};
+use super::indexing::{gather, gather_nd, slice};
+use super::ops::{Binary, Op};
+use super::window::{avg_pool, conv, max_pool};
 use crate::onnx::TensorData;
 
 /// Why an operator could not run on the given inputs.
@@ -19,9 +21,9 @@ impl From<tch::TchError> for ExecError {
     }
 }
 
-type Res<T> = Result<T, ExecError>;
+pub(super) type Res<T> = Result<T, ExecError>;
 
-fn invalid<T>(reason: impl Into<String>) -> Res<T> {
+pub(super) fn invalid<T>(reason: impl Into<String>) -> Res<T> {
     Err(ExecError::Invalid(reason.into()))
 }
 
@@ -51,7 +53,7 @@ fn scalar_value(t: &Tensor) -> Res<f64> {
 }
 
 /// Axis in [0, rank) from a possibly negative ONNX axis.
-fn norm_axis(axis: i64, rank: i64) -> Res<i64> {
+pub(super) fn norm_axis(axis: i64, rank: i64) -> Res<i64> {
     let a = if axis < 0 { axis + rank } else { axis };
     if a < 0 || a >= rank.max(1) {
         return invalid(format!("axis {axis} is out of range for rank {rank}"));
@@ -328,121 +330,6 @@ fn binary(op: Binary, a: &Tensor, b: &Tensor) -> Res<Tensor> {
     })
 }
 
-/// Explicit (begin, end) pads per spatial axis for input `x` and a window.
-fn spatial_pads(x: &Tensor, window: &Window, kernel: &[i64]) -> Res<(Vec<i64>, Vec<i64>)> {
-    let n = kernel.len();
-    let size = x.size();
-    if size.len() != n + 2 {
-        return invalid(format!("expected a rank-{} input (N, C and {n} spatial axes), got shape {size:?}", n + 2));
-    }
-    let strides = per_axis(&window.strides, n, "strides")?;
-    let dilations = per_axis(&window.dilations, n, "dilations")?;
-    match &window.padding {
-        Padding::Explicit(p) if p.is_empty() => Ok((vec![0; n], vec![0; n])),
-        Padding::Explicit(p) if p.len() == 2 * n => Ok((p[..n].to_vec(), p[n..].to_vec())),
-        Padding::Explicit(p) => invalid(format!("pads has {} values, {} spatial axes need {}", p.len(), n, 2 * n)),
-        same => {
-            let (mut begin, mut end) = (vec![0; n], vec![0; n]);
-            for i in 0..n {
-                let input = size[2 + i];
-                let effective = (kernel[i] - 1) * dilations[i] + 1;
-                let out = (input + strides[i] - 1) / strides[i];
-                let total = ((out - 1) * strides[i] + effective - input).max(0);
-                let small = total / 2;
-                (begin[i], end[i]) = if *same == Padding::SameUpper { (small, total - small) } else { (total - small, small) };
-            }
-            Ok((begin, end))
-        }
-    }
-}
-
-/// A per-axis attribute, defaulting to 1 on every axis when absent.
-fn per_axis(values: &[i64], n: usize, name: &str) -> Res<Vec<i64>> {
-    match values.len() {
-        0 => Ok(vec![1; n]),
-        len if len == n => Ok(values.to_vec()),
-        len => invalid(format!("{name} has {len} values for {n} spatial axes")),
-    }
-}
-
-/// torch's pad list (last axis first) for spatial pads of an N,C,... tensor.
-fn torch_spatial_pad(begin: &[i64], end: &[i64]) -> Vec<i64> {
-    (0..begin.len()).rev().flat_map(|i| [begin[i], end[i]]).collect()
-}
-
-fn conv(x: &Tensor, w: &Tensor, b: Option<&Tensor>, window: &Window, group: i64) -> Res<Tensor> {
-    let kernel: Vec<i64> = w.size()[2..].to_vec();
-    let n = kernel.len();
-    let (begin, end) = spatial_pads(x, window, &kernel)?;
-    let strides = per_axis(&window.strides, n, "strides")?;
-    let dilations = per_axis(&window.dilations, n, "dilations")?;
-    let (x, padding) = if begin == end {
-        (x.shallow_clone(), begin)
-    } else {
-        (x.f_constant_pad_nd(torch_spatial_pad(&begin, &end).as_slice())?, vec![0; n])
-    };
-    Ok(x.f_convolution(w, b, strides.as_slice(), padding.as_slice(), dilations.as_slice(), false, vec![0; n].as_slice(), group)?)
-}
-
-fn max_pool(x: &Tensor, window: &Window, ceil_mode: bool) -> Res<Tensor> {
-    let kernel = &window.kernel;
-    let n = kernel.len();
-    let (begin, end) = spatial_pads(x, window, kernel)?;
-    let strides = per_axis(&window.strides, n, "strides")?;
-    let dilations = per_axis(&window.dilations, n, "dilations")?;
-    // torch pads implicitly only when symmetric and at most half the kernel; otherwise pad
-    // explicitly with -inf, which max pooling never selects.
-    let native = begin == end && begin.iter().zip(kernel).all(|(p, k)| 2 * p <= *k);
-    let (x, padding) = if native {
-        (x.shallow_clone(), begin)
-    } else {
-        (x.f_pad(torch_spatial_pad(&begin, &end).as_slice(), "constant", f64::NEG_INFINITY)?, vec![0; n])
-    };
-    let (k, s, p, d) = (kernel.as_slice(), strides.as_slice(), padding.as_slice(), dilations.as_slice());
-    Ok(match n {
-        1 => x.f_max_pool1d(k, s, p, d, ceil_mode)?,
-        2 => x.f_max_pool2d(k, s, p, d, ceil_mode)?,
-        3 => x.f_max_pool3d(k, s, p, d, ceil_mode)?,
-        _ => return invalid(format!("{n}-d max pooling is not supported")),
-    })
-}
-
-fn avg_pool(x: &Tensor, window: &Window, ceil_mode: bool, count_include_pad: bool) -> Res<Tensor> {
-    let kernel = &window.kernel;
-    let n = kernel.len();
-    if window.dilations.iter().any(|&d| d != 1) {
-        return invalid("dilated average pooling is not supported");
-    }
-    let (begin, end) = spatial_pads(x, window, kernel)?;
-    let strides = per_axis(&window.strides, n, "strides")?;
-    let pool = |t: &Tensor, padding: &[i64], include: bool| -> Res<Tensor> {
-        let (k, s) = (kernel.as_slice(), strides.as_slice());
-        Ok(match n {
-            1 => t.f_avg_pool1d(k, s, padding, ceil_mode, include)?,
-            2 => t.f_avg_pool2d(k, s, padding, ceil_mode, include, None::<i64>)?,
-            3 => t.f_avg_pool3d(k, s, padding, ceil_mode, include, None::<i64>)?,
-            _ => return invalid(format!("{n}-d average pooling is not supported")),
-        })
-    };
-    if begin == end && begin.iter().zip(kernel).all(|(p, k)| 2 * p <= *k) {
-        return pool(x, &begin, count_include_pad);
-    }
-    // Asymmetric pads: pad with zeros explicitly. Without count_include_pad the divisor is the
-    // number of real input elements under the window: pool a mask of ones the same way.
-    let pad = torch_spatial_pad(&begin, &end);
-    let padded = x.f_constant_pad_nd(pad.as_slice())?;
-    let zeros = vec![0; n];
-    let sum_mean = pool(&padded, &zeros, true)?;
-    if count_include_pad {
-        return Ok(sum_mean);
-    }
-    let mut mask_shape = vec![1, 1];
-    mask_shape.extend_from_slice(&x.size()[2..]);
-    let mask = Tensor::f_ones(mask_shape.as_slice(), (x.kind(), x.device()))?.f_constant_pad_nd(pad.as_slice())?;
-    let coverage = pool(&mask, &zeros, true)?;
-    Ok(sum_mean.f_div(&coverage)?)
-}
-
 /// ONNX Pad: pads = all begins then all ends (for `axes`, or every axis).
 fn pad(x: &Tensor, pads: &[i64], axes: Option<&[i64]>, mode: &str, value: f64) -> Res<Tensor> {
     let rank = x.dim() as i64;
@@ -471,71 +358,6 @@ fn pad(x: &Tensor, pads: &[i64], axes: Option<&[i64]>, mode: &str, value: f64) -
     Ok(x.f_pad(list.as_slice(), torch_mode, None::<f64>)?)
 }
 
-fn gather(data: &Tensor, indices: &Tensor, axis: i64) -> Res<Tensor> {
-    let rank = data.dim() as i64;
-    let axis = norm_axis(axis, rank)?;
-    let dim = data.size()[axis as usize];
-    let idx = indices.f_to_kind(Kind::Int64)?;
-    // Negative indices count from the end.
-    let idx = idx.f_remainder(dim)?;
-    let flat = data.f_index_select(axis, &idx.f_flatten(0, -1)?)?;
-    let size = data.size();
-    let mut shape: Vec<i64> = size[..axis as usize].to_vec();
-    shape.extend(indices.size());
-    shape.extend_from_slice(&size[axis as usize + 1..]);
-    Ok(flat.f_reshape(shape.as_slice())?)
-}
-
-/// ONNX GatherND: indices of shape [B..., M..., k] (B: the `batch_dims` axes shared with data)
-/// pick the slices data[b..., i_0, ..., i_{k-1}, :...]; output shape [B..., M..., data[b+k..]].
-/// As advanced indexing: an arange per batch axis, then the k index columns, all broadcast over
-/// [B..., M...].
-fn gather_nd(data: &Tensor, indices: &Tensor, batch_dims: i64) -> Res<Tensor> {
-    let (dshape, ishape) = (data.size(), indices.size());
-    let b = batch_dims as usize;
-    let Some(&k) = ishape.last() else { return invalid("GatherND indices must have rank 1 or more") };
-    let k = k as usize;
-    if ishape.len() <= b || dshape.len() < b + k || dshape[..b] != ishape[..b] || b + k == 0 {
-        return invalid(format!("GatherND: indices of shape {ishape:?} (batch_dims {b}) do not fit data of shape {dshape:?}"));
-    }
-    let lead = ishape.len() - 1;
-    let idx = indices.f_to_kind(Kind::Int64)?;
-    let mut index: Vec<Option<Tensor>> = Vec::with_capacity(b + k);
-    for (j, &n) in ishape[..b].iter().enumerate() {
-        let mut shape = vec![1; lead];
-        shape[j] = n;
-        index.push(Some(Tensor::f_arange(n, (Kind::Int64, data.device()))?.f_reshape(shape.as_slice())?));
-    }
-    for i in 0..k {
-        // Negative indices count from the end.
-        index.push(Some(idx.f_select(-1, i as i64)?.f_remainder(dshape[b + i])?));
-    }
-    Ok(data.f_index(&index)?)
-}
-
-fn slice(x: &Tensor, starts: &[i64], ends: &[i64], axes: Option<&[i64]>, steps: Option<&[i64]>) -> Res<Tensor> {
-    let rank = x.dim() as i64;
-    let axes: Vec<i64> = match axes {
-        Some(a) => a.iter().map(|&a| norm_axis(a, rank)).collect::<Res<_>>()?,
-        None => (0..starts.len() as i64).collect(),
-    };
-    if starts.len() != axes.len() || ends.len() != axes.len() {
-        return invalid("starts, ends and axes must have the same length");
-    }
-    let mut t = x.shallow_clone();
-    for (i, &axis) in axes.iter().enumerate() {
-        let step = steps.map_or(1, |s| s.get(i).copied().unwrap_or(1));
-        if step < 1 {
-            return invalid(format!("slice step {step} is not supported (positive steps only)"));
-        }
-        let dim = t.size()[axis as usize];
-        let clamp = |v: i64| (if v < 0 { v.saturating_add(dim) } else { v }).clamp(0, dim);
-        let (s, e) = (clamp(starts[i]), clamp(ends[i]));
-        t = t.f_slice(axis, s, e.max(s), step)?;
-    }
-    Ok(t)
-}
-
 /// Local response normalisation across channels (ONNX LRN): the square sum over
 /// [c - floor((size-1)/2), c + ceil((size-1)/2)] computed as an average pool over channels.
 fn lrn(x: &Tensor, alpha: f64, beta: f64, bias: f64, size: i64) -> Res<Tensor> {
@@ -554,29 +376,4 @@ fn lrn(x: &Tensor, alpha: f64, beta: f64, bias: f64, size: i64) -> Res<Tensor> {
         .f_reshape(shape.as_slice())?;
     let denom = window_sum.f_mul_scalar(alpha / size as f64)?.f_add_scalar(bias)?.f_pow_tensor_scalar(beta)?;
     Ok(x.f_div(&denom)?)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The five examples of the ONNX GatherND specification.
-    #[test]
-    fn gather_nd_follows_the_onnx_examples() {
-        let t = |v: &[i64], shape: &[i64]| Tensor::from_slice(v).reshape(shape);
-        let run = |data: &Tensor, idx: &Tensor, b: i64| {
-            let out = gather_nd(data, idx, b).unwrap();
-            (out.size(), Vec::<i64>::try_from(&out.flatten(0, -1)).unwrap())
-        };
-        let d2 = t(&[0, 1, 2, 3], &[2, 2]);
-        let d3 = t(&[0, 1, 2, 3, 4, 5, 6, 7], &[2, 2, 2]);
-        assert_eq!(run(&d2, &t(&[0, 0, 1, 1], &[2, 2]), 0), (vec![2], vec![0, 3]));
-        assert_eq!(run(&d2, &t(&[1, 0], &[2, 1]), 0), (vec![2, 2], vec![2, 3, 0, 1]));
-        assert_eq!(run(&d3, &t(&[0, 1, 1, 0], &[2, 2]), 0), (vec![2, 2], vec![2, 3, 4, 5]));
-        assert_eq!(run(&d3, &t(&[0, 1, 1, 0], &[2, 1, 2]), 0), (vec![2, 1, 2], vec![2, 3, 4, 5]));
-        assert_eq!(run(&d3, &t(&[1, 0], &[2, 1]), 1), (vec![2, 2], vec![2, 3, 4, 5]));
-        // Negative indices count from the end; shapes that do not fit are refused.
-        assert_eq!(run(&d2, &t(&[-1, -2], &[1, 2]), 0), (vec![1], vec![2]));
-        assert!(gather_nd(&d2, &t(&[0, 0, 0], &[1, 3]), 0).is_err());
-    }
 }

@@ -8,7 +8,9 @@
 
 mod error;
 mod exec;
+mod indexing;
 pub mod ops;
+mod window;
 
 use std::collections::{BTreeMap, HashMap};
 

@@ -18,7 +18,7 @@ const INPUTS: i64 = 64;
 
 /// Worst |lowered - onnxruntime| over `inputs` seeded random inputs in [0, 1), and the largest
 /// |output| (the scale the difference is to be read against).
-fn parity(path: &Path, inputs: i64) -> (f64, f64) {
+pub(crate) fn parity(path: &Path, inputs: i64) -> (f64, f64) {
     let model = LoadedModel::open(path).unwrap_or_else(|e| panic!("{e}"));
     let lowered = model.lower(Device::Cpu).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     let mut ort = OrtModel::from_file(path, 0).unwrap_or_else(|e| panic!("{e}"));

@@ -1,5 +1,6 @@
 //! Integration tests: one binary, one module per area.
 
+mod builders;
 mod support;
 mod cli;
 mod coverage;
@@ -7,3 +8,4 @@ mod graph;
 mod lowering;
 mod onnx_io;
 mod onnx_schema;
+mod ops;

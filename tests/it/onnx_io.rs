@@ -5,14 +5,13 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use archrepair_onnx::onnx::proto::{
-    attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto, type_proto, AttributeProto,
-    FunctionProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, SparseTensorProto, StringStringEntryProto,
-    TensorProto, TensorShapeProto, TrainingInfoProto, TypeProto, ValueInfoProto,
+    AttributeProto, FunctionProto, GraphProto, ModelProto, SparseTensorProto, TensorProto, TrainingInfoProto,
 };
 use archrepair_onnx::onnx::tensor::{encode_f32, encode_i64};
 use archrepair_onnx::onnx::{load_model, load_model_from_bytes, save_model, save_model_with, SaveOptions};
 use prost::Message;
 
+use crate::builders::{float_input, int, ints, node, opset, str_entry, tensor_attr};
 use crate::support;
 
 // ---------------------------------------------------------------------------------------------
@@ -104,72 +103,12 @@ fn values(n: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
-fn str_entry(k: &str, v: &str) -> StringStringEntryProto {
-    StringStringEntryProto { key: Some(k.into()), value: Some(v.into()) }
-}
 
-fn float_input(name: &str, dims: &[i64]) -> ValueInfoProto {
-    let dim = dims
-        .iter()
-        .map(|&d| tensor_shape_proto::Dimension {
-            value: Some(tensor_shape_proto::dimension::Value::DimValue(d)),
-            denotation: None,
-        })
-        .collect();
-    ValueInfoProto {
-        name: Some(name.into()),
-        r#type: Some(TypeProto {
-            value: Some(type_proto::Value::TensorType(type_proto::Tensor {
-                elem_type: Some(DataType::Float as i32),
-                shape: Some(TensorShapeProto { dim }),
-            })),
-            denotation: None,
-        }),
-        ..Default::default()
-    }
-}
 
-fn node(op: &str, name: &str, inputs: &[&str], outputs: &[&str], attribute: Vec<AttributeProto>) -> NodeProto {
-    NodeProto {
-        op_type: Some(op.into()),
-        name: Some(name.into()),
-        input: inputs.iter().map(|s| s.to_string()).collect(),
-        output: outputs.iter().map(|s| s.to_string()).collect(),
-        attribute,
-        ..Default::default()
-    }
-}
 
-fn ints(name: &str, v: &[i64]) -> AttributeProto {
-    AttributeProto {
-        name: Some(name.into()),
-        r#type: Some(AttributeType::Ints as i32),
-        ints: v.to_vec(),
-        ..Default::default()
-    }
-}
 
-fn int(name: &str, v: i64) -> AttributeProto {
-    AttributeProto {
-        name: Some(name.into()),
-        r#type: Some(AttributeType::Int as i32),
-        i: Some(v),
-        ..Default::default()
-    }
-}
 
-fn tensor_attr(name: &str, t: TensorProto) -> AttributeProto {
-    AttributeProto {
-        name: Some(name.into()),
-        r#type: Some(AttributeType::Tensor as i32),
-        t: Some(t),
-        ..Default::default()
-    }
-}
 
-fn opset(version: i64) -> Vec<OperatorSetIdProto> {
-    vec![OperatorSetIdProto { domain: Some(String::new()), version: Some(version) }]
-}
 
 /// A small runnable classifier, Conv → Relu → Flatten → Gemm → Mul(Constant), whose Gemm weight
 /// (1.1 MiB) is over the page-alignment size and whose Constant lives in a node attribute.
