@@ -21,6 +21,13 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The repairable blocks (residual, dense, inverted residual, stages) and the Conv/Gemm layers.
+    Blocks {
+        model: PathBuf,
+        /// Print JSON (schemas/blocks.schema.json) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Top-1 accuracy computed by onnxruntime and by the lowered libtorch graph, side by side.
     /// Exits with 1 when their outputs differ by more than --tolerance.
     Eval {

@@ -3,6 +3,7 @@
 
 pub mod commands;
 pub mod data;
+pub mod detect;
 mod error;
 pub mod graph;
 pub mod lower;

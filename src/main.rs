@@ -2,13 +2,13 @@
 //!
 //! Exit codes: 0 success, 1 a check failed (gate), 2 usage, spec, model or data error.
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
 
-use archrepair_onnx::commands::{eval, inspect};
+use archrepair_onnx::commands::{blocks, eval, inspect};
 
 mod cli;
 use cli::{Cli, Command};
@@ -27,26 +27,33 @@ fn main() -> ExitCode {
     }
 }
 
+/// Prints a report as text or JSON. A closed stdout (`| head`) ends the output quietly.
+fn emit(report: &(impl std::fmt::Display + serde::Serialize), json: bool) -> anyhow::Result<()> {
+    let text = if json { serde_json::to_string_pretty(report)? } else { report.to_string() };
+    let mut out = std::io::stdout().lock();
+    match writeln!(out, "{}", text.trim_end()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(()),
+    }
+}
+
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Inspect { model, json } => {
             let report = inspect::inspect(&model)?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                println!("{report}");
-            }
+            emit(&report, json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Blocks { model, json } => {
+            let report = blocks::blocks(&model)?;
+            emit(&report, json)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Eval { model, data, split, limit, batch, threads, tolerance, json } => {
             archrepair_onnx::validate::ort_runner::init_onnxruntime()?;
             let options = eval::EvalOptions { data, split, limit, batch, threads, progress: std::io::stderr().is_terminal() };
             let report = eval::evaluate(&model, &options).with_context(|| format!("evaluating `{}`", model.display()))?;
-            if json {
-                println!("{}", serde_json::to_string_pretty(&report)?);
-            } else {
-                println!("{report}");
-            }
+            emit(&report, json)?;
             if report.max_abs_output_diff > tolerance {
                 eprintln!(
                     "check failed: onnxruntime and the lowered graph differ by {:.3e} > --tolerance {tolerance:e}",

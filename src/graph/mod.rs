@@ -19,6 +19,7 @@ mod error;
 mod fold;
 mod from_model;
 mod infer;
+pub mod patch;
 mod rules;
 mod topo;
 mod values;

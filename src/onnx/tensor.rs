@@ -186,6 +186,19 @@ pub fn encode_i64(name: &str, dims: &[i64], values: &[i64]) -> TensorProto {
     raw_tensor(name, dims, DataType::Int64, raw)
 }
 
+/// Encodes a decoded tensor back in its own element type, for the types shape arithmetic and
+/// weights use (FLOAT, INT64, INT32, BOOL); None for the others.
+pub fn encode(name: &str, t: &Tensor) -> Option<TensorProto> {
+    let raw: Vec<u8> = match (&t.data, t.elem_type) {
+        (TensorData::Float(v), DataType::Float) => return Some(encode_f32(name, &t.dims, v)),
+        (TensorData::Int(v), DataType::Int64) => return Some(encode_i64(name, &t.dims, v)),
+        (TensorData::Int(v), DataType::Int32) => v.iter().flat_map(|&x| (x as i32).to_le_bytes()).collect(),
+        (TensorData::Int(v), DataType::Bool) => v.iter().map(|&x| u8::from(x != 0)).collect(),
+        _ => return None,
+    };
+    Some(raw_tensor(name, &t.dims, t.elem_type, raw))
+}
+
 fn raw_tensor(name: &str, dims: &[i64], elem_type: DataType, raw: Vec<u8>) -> TensorProto {
     TensorProto {
         name: Some(name.to_string()),

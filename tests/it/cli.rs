@@ -155,3 +155,37 @@ fn a_missing_onnxruntime_library_is_named_with_the_fix() {
         .unwrap();
     assert_clean_failure(&out, &["/nonexistent/libonnxruntime.so.1.32.0", "onnxruntime 1.32.0", "scripts/setup.sh", "ORT_DYLIB_PATH"]);
 }
+
+#[test]
+fn blocks_prints_a_table_and_json_that_follows_the_published_schema() {
+    let path = fixture("resnet18_ts_op13_bn.onnx");
+    let out = run(&["blocks", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let table = text(&out.stdout);
+    assert!(table.contains("8 blocks (8 residual), 21 layers"), "{table}");
+    assert_eq!(table.lines().filter(|l| l.contains(" basic ") && l.contains("projection")).count(), 3, "{table}");
+
+    let schema: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(support::repo_root().join("schemas/blocks.schema.json")).unwrap()).unwrap();
+    for name in ["resnet18_ts_op13_bn.onnx", "mobilenetv2_dynamo_op17_folded.onnx", "vgg_ts_op17_bn.onnx", "densenet_dynamo_op13_bn.onnx"] {
+        let out = run(&["blocks", "--json", fixture(name).to_str().unwrap()]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let problems = crate::json_schema::violations(&schema, &doc);
+        assert!(problems.is_empty(), "{name}: {problems:#?}");
+    }
+    // The validator is not vacuous: a wrong kind and a missing field are caught.
+    let mut doc: serde_json::Value = serde_json::from_slice(&run(&["blocks", "--json", path.to_str().unwrap()]).stdout).unwrap();
+    doc["blocks"][0]["kind"] = "wide".into();
+    doc["layers"][0].as_object_mut().unwrap().remove("flops");
+    assert_eq!(crate::json_schema::violations(&schema, &doc).len(), 2);
+}
+
+#[test]
+fn blocks_of_a_broken_model_is_a_clean_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("broken.onnx");
+    std::fs::write(&path, b"definitely not protobuf").unwrap();
+    let out = run(&["blocks", path.to_str().unwrap()]);
+    assert_clean_failure(&out, &["broken.onnx"]);
+}
