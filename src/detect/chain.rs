@@ -37,7 +37,6 @@ pub(super) fn plain_inverted_residuals(graph: &Graph, flow: &Flow, covered: &Has
 
 fn inverted_residual_around(graph: &Graph, flow: &Flow, depthwise: usize) -> Option<Found> {
     let input = graph.nodes[depthwise].inputs.first()?.as_str();
-    let entry = expand_input(graph, input).unwrap_or(input);
     // Depthwise → [BN] → activation → [SE gate] → Conv 1x1 → [BN]; the projection is linear.
     let mut t = graph.nodes[depthwise].outputs.first()?.as_str();
     t = step_if(graph, t, |n| n.op_type == "BatchNormalization").unwrap_or(t);
@@ -48,8 +47,12 @@ fn inverted_residual_around(graph: &Graph, flow: &Flow, depthwise: usize) -> Opt
     if graph.consumers(t).iter().any(|&c| is_activation(&graph.nodes[c])) {
         return None;
     }
-    let nodes = flow.region(entry, t)?;
-    flow.is_single_exit(&nodes, t).then(|| Found {
+    // With the expansion when it forms a single-exit region, else from the depthwise input.
+    let (entry, nodes) = [expand_input(graph, input), Some(input)]
+        .into_iter()
+        .flatten()
+        .find_map(|entry| flow.region(entry, t).filter(|nodes| flow.is_single_exit(nodes, t)).map(|nodes| (entry, nodes)))?;
+    Some(Found {
         kind: BlockKind::InvertedResidual,
         shortcut: Shortcut::None,
         squeeze_excitation: has_gate(graph, flow, &nodes),
@@ -61,12 +64,30 @@ fn inverted_residual_around(graph: &Graph, flow: &Flow, depthwise: usize) -> Opt
 
 /// The input of the 1x1 expansion (Conv 1x1 → [BN] → activation) that produced `t`, if any.
 fn expand_input<'g>(graph: &'g Graph, t: &str) -> Option<&'g str> {
-    let mut node = producer_if(graph, t, is_activation)?;
-    if let Some(bn) = producer_if(graph, node.inputs.first()?, |n| n.op_type == "BatchNormalization") {
-        node = bn;
-    }
-    let conv = producer_if(graph, node.inputs.first()?, |n| ConvShape::of(graph, n).is_some_and(|c| c.is_pointwise()))?;
+    let activated = activation_input(graph, t)?;
+    let conv_output = producer_if(graph, activated, |n| n.op_type == "BatchNormalization")
+        .and_then(|bn| bn.inputs.first())
+        .map_or(activated, String::as_str);
+    // SiLU reads the conv output twice, so no single-reader test here: the caller's
+    // single-exit check of the whole region decides.
+    let conv = &graph.nodes[graph.producer(conv_output)?];
+    ConvShape::of(graph, conv).filter(ConvShape::is_pointwise)?;
     conv.inputs.first().map(String::as_str)
+}
+
+/// `u` when `t` is an activation of `u` read only on the way to `t`: a unary activation, or
+/// `u * sigmoid(u)` (SiLU, as exporters write it).
+fn activation_input<'g>(graph: &'g Graph, t: &str) -> Option<&'g str> {
+    if let Some(node) = producer_if(graph, t, is_activation) {
+        return node.inputs.first().map(String::as_str);
+    }
+    let mul = producer_if(graph, t, |n| n.op_type == "Mul" && n.inputs.len() == 2)?;
+    let (a, b) = (mul.inputs[0].as_str(), mul.inputs[1].as_str());
+    [(a, b), (b, a)].into_iter().find_map(|(u, gate)| {
+        let sigmoid = producer_if(graph, gate, |n| n.op_type == "Sigmoid")?;
+        let both_readers = graph.consumers(u).len() == 2 && !graph.is_output(u);
+        (sigmoid.inputs.first().map(String::as_str) == Some(u) && both_readers).then_some(graph.nodes[graph.producer(gate)?].inputs[0].as_str())
+    })
 }
 
 /// The node producing `t` when it matches and `t` has no other reader.

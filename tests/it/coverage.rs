@@ -1,6 +1,7 @@
 //! Operator coverage: real torchvision CNN classifiers (ResNet, MobileNet v2/v3, RegNet X/Y,
 //! DenseNet, ShuffleNet v2, EfficientNet, VGG), exported by both PyTorch exporters
-//! (TorchScript-based at opset 17, dynamo at opset 18), are lowered and match onnxruntime.
+//! (TorchScript-based at opset 17, dynamo at opset 18), are lowered and match onnxruntime, and
+//! block detection finds the blocks their definitions have.
 //!
 //! The models are generated at test time by fixtures/coverage.py into a temporary folder (they
 //! are too large to commit); the table of results goes to stdout and target/parity-coverage.md.
@@ -9,6 +10,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::process::Command;
 
+use archrepair_onnx::detect::detect;
 use archrepair_onnx::graph::Dim;
 use archrepair_onnx::model::LoadedModel;
 use archrepair_onnx::validate::OrtModel;
@@ -26,6 +28,24 @@ const MODELS: &[&str] = &[
     "regnet_y_400mf", "densenet121", "shufflenet_v2_x0_5", "efficientnet_b0", "vgg11_bn",
 ];
 const DYNAMO_ONLY: &[&str] = &["vgg11_bn_32"];
+
+/// Blocks `archrepair-onnx blocks` must find, from each architecture's definition: (model,
+/// residual blocks, all blocks). torchvision's DenseNet concatenates all earlier features in every
+/// layer and ShuffleNet v2 merges by Concat + channel shuffle: no residual block, and their
+/// fallback blocks are not pinned.
+const EXPECTED_BLOCKS: &[(&str, usize, Option<usize>)] = &[
+    ("resnet18", 8, Some(8)),
+    ("mobilenet_v2", 10, Some(17)),
+    ("mobilenet_v3_small", 6, Some(11)),
+    ("mobilenet_v3_large", 10, Some(15)),
+    ("regnet_x_400mf", 22, Some(22)),
+    ("regnet_y_400mf", 16, Some(16)),
+    ("densenet121", 0, None),
+    ("shufflenet_v2_x0_5", 0, None),
+    ("efficientnet_b0", 9, Some(16)),
+    ("vgg11_bn", 0, Some(5)),
+    ("vgg11_bn_32", 0, Some(5)),
+];
 
 /// One generated file, as fixtures/coverage.py's manifest.json lists it.
 struct Entry {
@@ -121,7 +141,7 @@ fn torchvision_classifiers_lower_and_match_onnxruntime() {
     println!("fixtures/coverage.py: {:.1} s\n{}", started.elapsed().as_secs_f64(), String::from_utf8_lossy(&out.stderr));
 
     let mut table = format!(
-        "| model | exporter | opset | nodes | ops | shapes inferred | max abs diff ({BATCH} inputs) | max abs logit |\n|---|---|---|---|---|---|---|---|\n"
+        "| model | exporter | opset | nodes | ops | shapes inferred | max abs diff ({BATCH} inputs) | max abs logit | residual/all blocks |\n|---|---|---|---|---|---|---|---|---|\n"
     );
     let entries = read_manifest(dir.path());
     let mut expected: Vec<String> = MODELS.iter().flat_map(|m| [format!("{m}_ts.onnx"), format!("{m}_dynamo.onnx")]).collect();
@@ -150,9 +170,24 @@ fn torchvision_classifiers_lower_and_match_onnxruntime() {
                 ("FAILED".into(), "-".into(), "-".into())
             }
         };
+        let blocks = match LoadedModel::open(&path).map(|m| detect(&m.graph)) {
+            Ok(d) => {
+                let found = (d.residual_count(), d.blocks.len());
+                let expected = EXPECTED_BLOCKS.iter().find(|(m, ..)| *m == entry.model).expect("every model has expected blocks");
+                if found.0 != expected.1 || expected.2.is_some_and(|n| n != found.1) {
+                    let of = expected.2.map_or(String::new(), |n| format!(" of {n}"));
+                    failures.push(format!("{}: {} residual of {} blocks, expected {}{of}", entry.file, found.0, found.1, expected.1));
+                }
+                format!("{}/{}", found.0, found.1)
+            }
+            Err(e) => {
+                failures.push(format!("{}: {e}", entry.file));
+                "FAILED".into()
+            }
+        };
         writeln!(
             table,
-            "| {} | {} | {} | {nodes} | {} | {shapes} | {diff} | {scale} |",
+            "| {} | {} | {} | {nodes} | {} | {shapes} | {diff} | {scale} | {blocks} |",
             entry.model,
             entry.exporter,
             entry.opset,
