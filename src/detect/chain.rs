@@ -64,13 +64,15 @@ fn inverted_residual_around(graph: &Graph, flow: &Flow, depthwise: usize) -> Opt
 
 /// The input of the 1x1 expansion (Conv 1x1 → [BN] → activation) that produced `t`, if any.
 fn expand_input<'g>(graph: &'g Graph, t: &str) -> Option<&'g str> {
+    // SiLU reads its input twice, so no single-reader tests here: the caller's single-exit check
+    // of the whole region decides.
+    let producer = |t: &str| graph.producer(t).map(|i| &graph.nodes[i]);
     let activated = activation_input(graph, t)?;
-    let conv_output = producer_if(graph, activated, |n| n.op_type == "BatchNormalization")
+    let conv_output = producer(activated)
+        .filter(|n| n.op_type == "BatchNormalization")
         .and_then(|bn| bn.inputs.first())
         .map_or(activated, String::as_str);
-    // SiLU reads the conv output twice, so no single-reader test here: the caller's
-    // single-exit check of the whole region decides.
-    let conv = &graph.nodes[graph.producer(conv_output)?];
+    let conv = producer(conv_output)?;
     ConvShape::of(graph, conv).filter(ConvShape::is_pointwise)?;
     conv.inputs.first().map(String::as_str)
 }

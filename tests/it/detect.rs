@@ -186,6 +186,36 @@ fn a_100_block_chain_gives_100_blocks() {
     assert!(d.layers.iter().enumerate().all(|(i, l)| l.block == Some(i / 2)));
 }
 
+#[test]
+fn a_silu_expansion_with_batch_norm_belongs_to_its_inverted_residual() {
+    // x (4 ch) → Conv 1x1 (8) → BN → SiLU → depthwise 3x3 → BN → Relu → Conv 1x1 (4) → BN → y
+    let bn = |name: &str, input: &str, output: &str, c: i64, init: &mut Vec<TensorProto>| {
+        let names = ["scale", "bias", "mean", "var"].map(|p| format!("{name}.{p}"));
+        init.push(encode_f32(&names[0], &[c], &vec![1.0; c as usize]));
+        init.push(encode_f32(&names[1], &[c], &vec![0.0; c as usize]));
+        init.push(encode_f32(&names[2], &[c], &vec![0.0; c as usize]));
+        init.push(encode_f32(&names[3], &[c], &vec![1.0; c as usize]));
+        let inputs: Vec<&str> = std::iter::once(input).chain(names.iter().map(String::as_str)).collect();
+        node("BatchNormalization", name, &inputs, &[output], vec![])
+    };
+    let mut init = vec![weight("expand.w", &[8, 4, 1, 1]), weight("dw.w", &[8, 1, 3, 3]), weight("project.w", &[4, 8, 1, 1])];
+    let nodes = vec![
+        node("Conv", "expand", &["x", "expand.w"], &["e"], vec![]),
+        bn("bn1", "e", "e_bn", 8, &mut init),
+        node("Sigmoid", "silu_gate", &["e_bn"], &["g"], vec![]),
+        node("Mul", "silu", &["e_bn", "g"], &["s"], vec![]),
+        node("Conv", "dw", &["s", "dw.w"], &["d"], vec![int("group", 8), ints("pads", &[1, 1, 1, 1])]),
+        bn("bn2", "d", "d_bn", 8, &mut init),
+        node("Relu", "relu", &["d_bn"], &["r"], vec![]),
+        node("Conv", "project", &["r", "project.w"], &["p"], vec![]),
+        bn("bn3", "p", "y", 4, &mut init),
+    ];
+    let d = detection_of_proto(&model(13, &[1, 4, 8, 8], nodes, init));
+    assert_eq!(d.blocks.len(), 1, "{:?}", d.blocks);
+    let b = &d.blocks[0];
+    assert_eq!((b.kind, b.shortcut, b.entry.as_str(), b.exit.as_str(), b.nodes.len()), (BlockKind::InvertedResidual, Shortcut::None, "x", "y", 9));
+}
+
 /// A model with two float inputs `x1`, `x2` of [1, 4, 8, 8].
 fn two_inputs(mut m: ModelProto) -> ModelProto {
     m.graph.as_mut().unwrap().input.push(float_input("x2", &[1, 4, 8, 8]));
