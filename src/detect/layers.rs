@@ -58,13 +58,13 @@ fn known_dims(graph: &Graph, tensor: &str) -> Option<Vec<i64>> {
     if let Some(t) = graph.initializers.get(tensor) {
         return Some(t.dims.clone());
     }
-    graph.shapes.get(tensor)?.iter().map(|d| if let Dim::Known(n) = d { Some(*n) } else { None }).collect()
+    graph.shapes.get(tensor)?.iter().map(Dim::known).collect()
 }
 
 /// The shape of one example: `tensor`'s inferred shape without its batch axis, when known.
 pub(super) fn example_shape(graph: &Graph, tensor: &str) -> Option<Vec<i64>> {
     let shape = graph.shapes.get(tensor)?;
-    shape.get(1..)?.iter().map(|d| if let Dim::Known(n) = d { Some(*n) } else { None }).collect()
+    shape.get(1..)?.iter().map(Dim::known).collect()
 }
 
 /// The trainable constants a node reads (what PyTorch counts as parameters: weights and biases,

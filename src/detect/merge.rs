@@ -98,9 +98,7 @@ fn classify_residual(graph: &Graph, flow: &Flow, entry: &str, operands: &[&str])
     if convs.is_empty() {
         return None;
     }
-    let shortcut = if shortcut_nodes.is_empty() {
-        Shortcut::Identity
-    } else if shortcut_nodes.iter().any(|&i| graph.nodes[i].op_type == "Conv") {
+    let shortcut = if shortcut_nodes.iter().any(|&i| graph.nodes[i].op_type == "Conv") {
         Shortcut::Projection
     } else {
         Shortcut::Identity
