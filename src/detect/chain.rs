@@ -118,7 +118,7 @@ fn activation_step<'g>(graph: &'g Graph, flow: &Flow, t: &str) -> Option<&'g str
 fn gate_step<'g>(graph: &'g Graph, flow: &Flow, t: &str) -> Option<&'g str> {
     graph.consumers(t).iter().map(|&c| &graph.nodes[c]).find_map(|n| {
         let out = n.outputs.first()?.as_str();
-        let gated = n.op_type == "Mul" && n.inputs.iter().any(|i| i == t) && flow.entry_of(&[out]) == Some(t);
+        let gated = n.op_type == "Mul" && n.inputs.iter().any(|i| i == t) && flow.entry_of(out) == Some(t);
         let nodes = flow.region(t, out)?;
         (gated && flow.is_single_exit(&nodes, out)).then_some(out)
     })

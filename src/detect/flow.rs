@@ -76,13 +76,11 @@ impl<'g> Flow<'g> {
         self.constant.contains(tensor)
     }
 
-    /// The last tensor every path from the model inputs to all of `tensors` passes through;
-    /// None when only the virtual root does (the tensors hang off different model inputs).
-    pub fn entry_of(&self, tensors: &[&str]) -> Option<&'g str> {
-        let ids: Vec<usize> = tensors.iter().map(|t| self.ids.get(t).copied()).collect::<Option<_>>()?;
-        let first = *ids.first()?;
-        // A single tensor's region starts at its immediate dominator.
-        let dominator = if ids.len() == 1 { self.idom[first] } else { ids.into_iter().reduce(|a, b| self.common_dominator(a, b))? };
+    /// The immediate dominator of `tensor`: the last tensor every path from the model inputs to
+    /// it passes through, where the region ending at `tensor` starts. None when only the virtual
+    /// root dominates it (its operands hang off different model inputs).
+    pub fn entry_of(&self, tensor: &str) -> Option<&'g str> {
+        let dominator = self.idom[*self.ids.get(tensor)?];
         (dominator != ROOT).then(|| self.names[dominator])
     }
 

@@ -57,7 +57,7 @@ fn merge_block(graph: &Graph, flow: &Flow, merge: &Node) -> Option<Found> {
         return None;
     }
     let merged = merge.outputs.first()?.as_str();
-    let entry = flow.entry_of(&[merged])?;
+    let entry = flow.entry_of(merged)?;
     if concat && !operands.contains(&entry) {
         return None;
     }
@@ -124,7 +124,7 @@ fn classify_residual(graph: &Graph, flow: &Flow, entry: &str, operands: &[&str])
 pub(super) fn has_gate(graph: &Graph, flow: &Flow, nodes: &[usize]) -> bool {
     nodes.iter().map(|&i| &graph.nodes[i]).filter(|n| n.op_type == "Mul").any(|mul| {
         let Some(out) = mul.outputs.first() else { return false };
-        let Some(x) = flow.entry_of(&[out]) else { return false };
+        let Some(x) = flow.entry_of(out) else { return false };
         flow.region(x, out).is_some_and(|gate| {
             gate.iter().any(|&i| matches!(graph.nodes[i].op_type.as_str(), "GlobalAveragePool" | "ReduceMean"))
         })

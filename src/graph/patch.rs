@@ -120,20 +120,13 @@ impl Patch {
             }
         }
 
-        let original_len = g.node.len();
-        let insert_at = removed.iter().max().map_or(original_len, |&last| last + 1);
-        let mut nodes = Vec::with_capacity(g.node.len() + self.nodes.len());
-        for (i, node) in std::mem::take(&mut g.node).into_iter().enumerate() {
-            if i == insert_at {
-                nodes.extend(self.nodes.iter().cloned());
-            }
-            if !removed.contains(&i) {
-                nodes.push(node);
-            }
-        }
-        if insert_at == original_len {
-            nodes.extend(self.nodes.iter().cloned()); // the removed nodes were last
-        }
+        // New nodes go where the last removed node was: after everything the block read, before
+        // everything that reads its exit.
+        let insert_at = removed.iter().max().map_or(g.node.len(), |&last| last + 1);
+        let at = (0..insert_at).filter(kept).count();
+        let mut nodes: Vec<NodeProto> =
+            std::mem::take(&mut g.node).into_iter().enumerate().filter(|(i, _)| kept(i)).map(|(_, n)| n).collect();
+        nodes.splice(at..at, self.nodes.iter().cloned());
         g.node = nodes;
         g.initializer.extend(self.initializers.iter().cloned());
         drop_orphans(g, &originally_read);
