@@ -1,9 +1,12 @@
 //! Datasets, streamed as plain (shape, Vec<f32>) batches so that no tensor library's types leak
 //! into the readers.
 
+pub mod corrupt;
 pub mod idx;
+pub mod image;
 
 pub use idx::{load_idx_split, LabeledImages};
+pub use image::Image;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
