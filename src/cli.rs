@@ -2,7 +2,12 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+
+use archrepair_onnx::commands::corruption_table::{parse_corruptions, parse_severities, CorruptionList, CorruptionOptions, SeverityList};
+use archrepair_onnx::data::corrupt::ParamSet;
+use archrepair_onnx::spec::{Spec, SpecError};
+use archrepair_onnx::data::{DataSource, Fit, Format, InputSpec, Layout, Split};
 
 /// Repairs deployed ONNX image classifiers (ArchRepair: block-level architecture search).
 #[derive(Debug, Parser)]
@@ -32,12 +37,8 @@ pub enum Command {
     /// Exits with 1 when their outputs differ by more than --tolerance.
     Eval {
         model: PathBuf,
-        /// Folder with IDX files: <split>-images-idx3-ubyte[.gz] and <split>-labels-idx1-ubyte[.gz].
-        #[arg(long)]
-        data: PathBuf,
-        /// Which split of the folder: t10k (test) or train.
-        #[arg(long, default_value = "t10k")]
-        split: String,
+        #[command(flatten)]
+        data: DataArgs,
         /// Use at most this many examples.
         #[arg(long)]
         limit: Option<usize>,
@@ -49,7 +50,151 @@ pub enum Command {
         /// Largest accepted |output difference| between the two runtimes.
         #[arg(long, default_value_t = 1e-4)]
         tolerance: f64,
+        /// Also report accuracy (onnxruntime) per corruption and severity: `all` or a
+        /// comma-separated list of names (docs/corruptions.md).
+        #[arg(long, value_parser = parse_corruptions)]
+        corruptions: Option<CorruptionList>,
+        #[command(flatten)]
+        suite: SuiteArgs,
         #[arg(long)]
         json: bool,
     },
+    /// Writes corrupted copies of a dataset in CIFAR-10-C's layout: <out>/<corruption>.npy
+    /// (uint8, severities × images stacked in order, H, W, C), <out>/labels.npy (int64) and
+    /// <out>/manifest.json. See docs/corruptions.md.
+    Corrupt {
+        #[command(flatten)]
+        data: SourceArgs,
+        /// Output folder; refused when it exists and is not empty, unless --force.
+        #[arg(long)]
+        out: PathBuf,
+        /// `all` or a comma-separated list of corruption names (docs/corruptions.md).
+        #[arg(long, default_value = "all", value_parser = parse_corruptions)]
+        corruptions: CorruptionList,
+        #[command(flatten)]
+        suite: SuiteArgs,
+        /// Corrupt only the first N images.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Write into an existing, non-empty output folder (files of the same name are replaced).
+        #[arg(long)]
+        force: bool,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Where the labelled images are (any format `data::open` reads; docs/data.md).
+#[derive(Debug, Args)]
+pub struct SourceArgs {
+    /// Labelled images: a folder of IDX files, of CIFAR-10 batches (.bin), of images.npy +
+    /// labels.npy, of class sub-folders of PNG/JPEG, or an .npz / .npy / .bin file.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Data format (idx, cifar10, npy, npz, folder); detected from --data when absent.
+    #[arg(long)]
+    pub format: Option<Format>,
+    /// Which split: test (also t10k) or train.
+    #[arg(long, default_value = "test")]
+    pub split: Split,
+    /// Severity 1-5 of a CIFAR-10-C corruption file (all 5 stacked severities when absent).
+    #[arg(long, value_parser = clap::value_parser!(u8).range(1..=5))]
+    pub severity: Option<u8>,
+    /// Layout of NPY/NPZ image arrays whose shape is ambiguous, e.g. (N, 3, 32, 3): nchw or nhwc.
+    #[arg(long)]
+    pub data_layout: Option<Layout>,
+}
+
+impl SourceArgs {
+    pub fn source(self) -> DataSource {
+        DataSource { path: self.data, format: self.format, split: self.split, corruption_severity: self.severity, layout: self.data_layout }
+    }
+}
+
+/// The labelled images and how they become model input (the spec's `input` section as flags;
+/// docs/data.md describes both).
+#[derive(Debug, Args)]
+pub struct DataArgs {
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Model input layout (nchw or nhwc); read from the model's input shape when absent.
+    #[arg(long)]
+    pub layout: Option<Layout>,
+    /// Multiplier applied to pixel values in [0, 1] (255 for models trained on 0..255).
+    #[arg(long)]
+    pub scale: Option<f32>,
+    /// Mean subtracted after scaling: one value or one per channel, comma-separated.
+    #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
+    pub mean: Option<Vec<f32>>,
+    /// Standard deviation divided by after the mean: one value or one per channel.
+    #[arg(long, value_delimiter = ',')]
+    pub std: Option<Vec<f32>>,
+    /// How images of another size fit the model: exact, pad (centre on black) or resize (bilinear).
+    #[arg(long)]
+    pub fit: Option<Fit>,
+    /// Replicate grey images to 3 channels for an RGB model.
+    #[arg(long)]
+    pub grey_to_rgb: bool,
+    /// YAML spec (`version: 1`) whose `input` section describes the model input; the flags
+    /// above override it.
+    #[arg(long)]
+    pub spec: Option<PathBuf>,
+}
+
+impl DataArgs {
+    /// The data source and the input section: the spec's, overridden by the flags.
+    pub fn into_parts(self) -> Result<(DataSource, InputSpec), SpecError> {
+        let from_spec = match &self.spec {
+            Some(path) => Spec::load(path)?.input,
+            None => InputSpec::default(),
+        };
+        let source = self.source.source();
+        let input = InputSpec {
+            layout: self.layout,
+            scale: self.scale,
+            mean: self.mean,
+            std: self.std,
+            fit: self.fit,
+            grey_to_rgb: self.grey_to_rgb.then_some(true),
+            ..InputSpec::default()
+        };
+        Ok((source, from_spec.overridden_by(input)))
+    }
+}
+
+/// Severities, parameter table and seed of the corruption suite (eval --corruptions, corrupt).
+#[derive(Debug, Args)]
+pub struct SuiteArgs {
+    /// Severities: a range `1..5` (inclusive) or a list `1,3,5`.
+    #[arg(long, default_value = "1..5", value_parser = parse_severities)]
+    pub severities: SeverityList,
+    /// Parameter table: cifar10-c, grey28, corrupt-tta, or auto (grey28 for 1-channel images
+    /// of at most 28x28, cifar10-c otherwise).
+    #[arg(long, default_value = "auto")]
+    pub params: ParamChoice,
+    /// Seed of the random corruptions (the same seed gives the same images).
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+impl SuiteArgs {
+    pub fn options(self, corruptions: CorruptionList) -> CorruptionOptions {
+        CorruptionOptions { corruptions: corruptions.0, severities: self.severities.0, params: self.params.0, seed: self.seed }
+    }
+}
+
+/// `--params`: a table, or `auto` (`None`: chosen from the image shape).
+#[derive(Debug, Clone, Copy)]
+pub struct ParamChoice(pub Option<ParamSet>);
+
+impl std::str::FromStr for ParamChoice {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.trim().eq_ignore_ascii_case("auto") {
+            return Ok(ParamChoice(None));
+        }
+        s.parse::<ParamSet>().map(|p| ParamChoice(Some(p))).map_err(|e| format!("{e}, or auto"))
+    }
 }

@@ -6,6 +6,7 @@ use crate::data::DataError;
 use crate::graph::GraphError;
 use crate::lower::LowerError;
 use crate::onnx::OnnxError;
+use crate::spec::SpecError;
 use crate::validate::RuntimeError;
 
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +25,9 @@ pub enum Error {
 
     #[error(transparent)]
     Data(#[from] DataError),
+
+    #[error(transparent)]
+    Spec(#[from] SpecError),
 
     /// Model and data do not fit together (shape, class count).
     #[error("{0}")]

@@ -9,6 +9,7 @@ pub mod graph;
 pub mod lower;
 pub mod model;
 pub mod onnx;
+pub mod spec;
 pub mod validate;
 
 pub use error::Error;

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 
-use archrepair_onnx::commands::{blocks, eval, inspect};
+use archrepair_onnx::commands::{blocks, corrupt, eval, inspect};
 
 mod cli;
 use cli::{Cli, Command};
@@ -49,9 +49,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             emit(&report, json)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Eval { model, data, split, limit, batch, threads, tolerance, json } => {
+        Command::Eval { model, data, limit, batch, threads, tolerance, corruptions, suite, json } => {
             archrepair_onnx::validate::ort_runner::init_onnxruntime()?;
-            let options = eval::EvalOptions { data, split, limit, batch, threads, progress: std::io::stderr().is_terminal() };
+            let (data, input) = data.into_parts()?;
+            let corruptions = corruptions.map(|list| suite.options(list));
+            let progress = std::io::stderr().is_terminal();
+            let options = eval::EvalOptions { data, input, limit, batch, threads, progress, corruptions };
             let report = eval::evaluate(&model, &options).with_context(|| format!("evaluating `{}`", model.display()))?;
             emit(&report, json)?;
             if report.max_abs_output_diff > tolerance {
@@ -61,6 +64,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
                 return Ok(ExitCode::from(1));
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Corrupt { data, out, corruptions, suite, limit, force, json } => {
+            let options = corrupt::CorruptOptions {
+                data: data.source(),
+                out,
+                suite: suite.options(corruptions),
+                limit,
+                force,
+                progress: std::io::stderr().is_terminal(),
+            };
+            let report = corrupt::corrupt_dataset(&options).with_context(|| format!("corrupting `{}`", options.data.path.display()))?;
+            emit(&report, json)?;
             Ok(ExitCode::SUCCESS)
         }
     }

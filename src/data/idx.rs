@@ -1,86 +1,72 @@
-//! IDX files (MNIST, Fashion-MNIST), gzipped or raw.
+//! IDX files (MNIST, Fashion-MNIST), gzipped or raw: `<prefix>-images-idx3-ubyte[.gz]` with
+//! (N, H, W) unsigned bytes and `<prefix>-labels-idx1-ubyte[.gz]` with N unsigned bytes.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
+use super::dataset::Dataset;
+use super::source::Split;
 use super::DataError;
 
-/// Images (N, C, H, W) scaled to [0, 1], with their labels.
-#[derive(Debug, Clone)]
-pub struct LabeledImages {
-    pub shape: [usize; 4],
-    pub pixels: Vec<f32>,
-    pub labels: Vec<i64>,
-}
-
-impl LabeledImages {
-    pub fn len(&self) -> usize {
-        self.labels.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.labels.is_empty()
-    }
-
-    /// Images `start..end` as (shape, values).
-    pub fn batch(&self, start: usize, end: usize) -> ([i64; 4], &[f32]) {
-        let [_, c, h, w] = self.shape;
-        let per = c * h * w;
-        ([(end - start) as i64, c as i64, h as i64, w as i64], &self.pixels[start * per..end * per])
+/// The file-name prefix of a split (`t10k` for the test split, as MNIST names it).
+pub fn prefix(split: Split) -> &'static str {
+    match split {
+        Split::Test => "t10k",
+        Split::Train => "train",
     }
 }
 
-/// Loads `<split>-images-idx3-ubyte[.gz]` and `<split>-labels-idx1-ubyte[.gz]` from `dir`
-/// (split: "train" or "t10k"), keeping at most `limit` examples.
-pub fn load_idx_split(dir: &Path, split: &str, limit: Option<usize>) -> Result<LabeledImages, DataError> {
-    let images_path = find(dir, &format!("{split}-images-idx3-ubyte"))?;
-    let labels_path = find(dir, &format!("{split}-labels-idx1-ubyte"))?;
+/// Whether `dir` holds any IDX image file (used by format detection).
+pub fn looks_like_idx(dir: &Path) -> bool {
+    ["t10k", "train"].iter().any(|p| find(dir, &format!("{p}-images-idx3-ubyte")).is_ok())
+}
+
+/// Reads one split of an IDX folder as 1-channel images.
+pub fn read_idx(dir: &Path, split: Split) -> Result<Dataset, DataError> {
+    let prefix = prefix(split);
+    let images_path = find(dir, &format!("{prefix}-images-idx3-ubyte"))?;
+    let labels_path = find(dir, &format!("{prefix}-labels-idx1-ubyte"))?;
     let images = read_maybe_gz(&images_path)?;
     let labels = read_maybe_gz(&labels_path)?;
-    let (image_dims, image_bytes) = parse_idx(&images, &images_path, 3)?;
-    let (label_dims, label_bytes) = parse_idx(&labels, &labels_path, 1)?;
+    let (image_dims, image_offset) = parse_idx(&images, &images_path, 3)?;
+    let (label_dims, label_offset) = parse_idx(&labels, &labels_path, 1)?;
     if image_dims[0] != label_dims[0] {
-        return Err(DataError::Format {
-            path: labels_path,
-            reason: format!("{} labels for {} images in `{}`", label_dims[0], image_dims[0], images_path.display()),
-        });
+        return Err(DataError::format(
+            &labels_path,
+            format!("{} labels for {} images in `{}`", label_dims[0], image_dims[0], images_path.display()),
+        ));
     }
-    let n = limit.map_or(image_dims[0], |l| l.min(image_dims[0]));
-    let per = image_dims[1] * image_dims[2];
-    Ok(LabeledImages {
-        shape: [n, 1, image_dims[1], image_dims[2]],
-        pixels: image_bytes[..n * per].iter().map(|&b| b as f32 / 255.0).collect(),
-        labels: label_bytes[..n].iter().map(|&b| b as i64).collect(),
-    })
+    // Unsigned bytes: every label is in 0..=255, nothing more to check without a class count.
+    let labels = labels[label_offset..].iter().map(|&b| i64::from(b)).collect();
+    let mut pixels = images;
+    pixels.drain(..image_offset);
+    Dataset::from_u8(&images_path, [image_dims[1], image_dims[2], 1], pixels, labels)
 }
 
 fn find(dir: &Path, stem: &str) -> Result<PathBuf, DataError> {
-    [stem.to_string(), format!("{stem}.gz")]
-        .into_iter()
-        .map(|name| dir.join(name))
-        .find(|p| p.is_file())
-        .ok_or_else(|| DataError::NotFound {
+    [stem.to_string(), format!("{stem}.gz")].into_iter().map(|name| dir.join(name)).find(|p| p.is_file()).ok_or_else(|| {
+        DataError::NotFound {
             path: dir.to_path_buf(),
             reason: format!("expected `{stem}` or `{stem}.gz` (IDX format, as in MNIST/Fashion-MNIST)"),
-        })
+        }
+    })
 }
 
 fn read_maybe_gz(path: &Path) -> Result<Vec<u8>, DataError> {
-    let raw = std::fs::read(path).map_err(|source| DataError::Read { path: path.to_path_buf(), source })?;
-    if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(raw.as_slice())
-            .read_to_end(&mut out)
-            .map_err(|e| DataError::Format { path: path.to_path_buf(), reason: format!("corrupt gzip data: {e}") })?;
-        Ok(out)
-    } else {
-        Ok(raw)
+    let raw = std::fs::read(path).map_err(|e| DataError::read(path, e))?;
+    if !raw.starts_with(&[0x1f, 0x8b]) {
+        return Ok(raw);
     }
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(raw.as_slice())
+        .read_to_end(&mut out)
+        .map_err(|e| DataError::format(path, format!("corrupt gzip data: {e}; download the file again")))?;
+    Ok(out)
 }
 
-/// Parses an unsigned-byte IDX file of the expected rank: (dims, data).
-fn parse_idx<'a>(bytes: &'a [u8], path: &Path, rank: usize) -> Result<(Vec<usize>, &'a [u8]), DataError> {
-    let bad = |reason: String| DataError::Format { path: path.to_path_buf(), reason };
+/// Parses the header of an unsigned-byte IDX file of the expected rank: (dims, data offset).
+fn parse_idx(bytes: &[u8], path: &Path, rank: usize) -> Result<(Vec<usize>, usize), DataError> {
+    let bad = |reason: String| DataError::format(path, reason);
     if bytes.len() < 4 || bytes[0] != 0 || bytes[1] != 0 {
         return Err(bad("not an IDX file (bad magic number)".into()));
     }
@@ -94,20 +80,21 @@ fn parse_idx<'a>(bytes: &'a [u8], path: &Path, rank: usize) -> Result<(Vec<usize
     if bytes.len() < header {
         return Err(bad("truncated header".into()));
     }
-    let dims: Vec<usize> = (0..rank)
-        .map(|i| u32::from_be_bytes([bytes[4 + 4 * i], bytes[5 + 4 * i], bytes[6 + 4 * i], bytes[7 + 4 * i]]) as usize)
-        .collect();
+    let dims: Vec<usize> = bytes[4..header].chunks_exact(4).map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize).collect();
     let count = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| bad("dimensions overflow".into()))?;
-    let data = &bytes[header..];
-    if data.len() != count {
-        return Err(bad(format!("header promises {count} bytes of data, the file holds {}", data.len())));
+    let data = bytes.len() - header;
+    if data != count {
+        return Err(bad(format!("header promises {count} bytes of data, the file holds {data} (truncated or not this split's file)")));
     }
-    Ok((dims, data))
+    Ok((dims, header))
 }
 
 #[cfg(test)]
 mod tests {
+    use std::io::Write;
+
     use super::*;
+    use crate::data::PixelData;
 
     fn idx(rank: u8, dims: &[u32], data: &[u8]) -> Vec<u8> {
         let mut v = vec![0, 0, 8, rank];
@@ -118,15 +105,34 @@ mod tests {
         v
     }
 
+    fn gz(bytes: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        e.write_all(bytes).unwrap();
+        e.finish().unwrap()
+    }
+
     #[test]
-    fn reads_raw_idx_pair_and_scales_pixels() {
+    fn reads_raw_idx_pair_as_grey_hwc() {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("t10k-images-idx3-ubyte"), idx(3, &[2, 1, 2], &[0, 255, 51, 102])).unwrap();
         std::fs::write(dir.path().join("t10k-labels-idx1-ubyte"), idx(1, &[2], &[3, 7])).unwrap();
-        let d = load_idx_split(dir.path(), "t10k", None).unwrap();
-        assert_eq!(d.shape, [2, 1, 1, 2]);
-        assert_eq!(d.pixels, vec![0.0, 1.0, 0.2, 0.4]);
+        let d = read_idx(dir.path(), Split::Test).unwrap();
+        assert_eq!((d.height, d.width, d.channels), (1, 2, 1));
+        assert_eq!(d.pixels(), PixelData::U8(&[0, 255, 51, 102]));
+        assert_eq!(d.image(1).pixels, vec![0.2, 0.4]);
         assert_eq!(d.labels, vec![3, 7]);
+        assert!(looks_like_idx(dir.path()));
+    }
+
+    #[test]
+    fn reads_gzipped_train_split() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("train-images-idx3-ubyte.gz"), gz(&idx(3, &[1, 2, 2], &[1, 2, 3, 4]))).unwrap();
+        std::fs::write(dir.path().join("train-labels-idx1-ubyte.gz"), gz(&idx(1, &[1], &[9]))).unwrap();
+        let d = read_idx(dir.path(), Split::Train).unwrap();
+        assert_eq!((d.len(), d.labels[0], d.height), (1, 9, 2));
+        let e = read_idx(dir.path(), Split::Test).unwrap_err().to_string();
+        assert!(e.contains("t10k-images-idx3-ubyte"), "{e}");
     }
 
     #[test]
@@ -134,7 +140,23 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("t10k-images-idx3-ubyte"), idx(3, &[2, 1, 2], &[0, 255, 51])).unwrap();
         std::fs::write(dir.path().join("t10k-labels-idx1-ubyte"), idx(1, &[2], &[3, 7])).unwrap();
-        let e = load_idx_split(dir.path(), "t10k", None).unwrap_err().to_string();
+        let e = read_idx(dir.path(), Split::Test).unwrap_err().to_string();
         assert!(e.contains("t10k-images-idx3-ubyte") && e.contains("4 bytes"), "{e}");
+    }
+
+    #[test]
+    fn wrong_magic_rank_and_count_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let labels = dir.path().join("t10k-labels-idx1-ubyte");
+        std::fs::write(dir.path().join("t10k-images-idx3-ubyte"), b"\x89PNG not idx").unwrap();
+        std::fs::write(&labels, idx(1, &[1], &[3])).unwrap();
+        assert!(read_idx(dir.path(), Split::Test).unwrap_err().to_string().contains("bad magic"));
+        std::fs::write(dir.path().join("t10k-images-idx3-ubyte"), idx(1, &[1], &[0])).unwrap();
+        assert!(read_idx(dir.path(), Split::Test).unwrap_err().to_string().contains("rank 1 where 3"));
+        std::fs::write(dir.path().join("t10k-images-idx3-ubyte"), idx(3, &[2, 1, 1], &[0, 1])).unwrap();
+        let e = read_idx(dir.path(), Split::Test).unwrap_err().to_string();
+        assert!(e.contains("1 labels for 2 images"), "{e}");
+        std::fs::write(dir.path().join("t10k-images-idx3-ubyte"), &gz(b"x")[..8]).unwrap();
+        assert!(read_idx(dir.path(), Split::Test).unwrap_err().to_string().contains("corrupt gzip"));
     }
 }

@@ -189,3 +189,43 @@ fn blocks_of_a_broken_model_is_a_clean_error() {
     let out = run(&["blocks", path.to_str().unwrap()]);
     assert_clean_failure(&out, &["broken.onnx"]);
 }
+
+#[test]
+fn eval_with_corruptions_reports_a_seeded_table_measured_by_onnxruntime() {
+    let subject = support::repo_root().join("fixtures/subjects/fashion_mnist_resnet20.onnx");
+    let args = [
+        "eval",
+        subject.to_str().unwrap(),
+        "--data",
+        FASHION_MNIST,
+        "--limit",
+        "200",
+        "--corruptions",
+        "fog,gaussian_noise",
+        "--severities",
+        "5,1",
+        "--json",
+    ];
+    let first = run(&args);
+    assert_eq!(first.status.code(), Some(0), "{}", text(&first.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
+    let table = &report["corruptions"];
+    assert_eq!((table["params"].as_str(), table["examples"].as_u64()), (Some("grey28"), Some(200)));
+    assert_eq!(table["severities"], serde_json::json!([1, 5]));
+    let rows = table["rows"].as_array().unwrap();
+    let names: Vec<&str> = rows.iter().map(|r| r["corruption"].as_str().unwrap()).collect();
+    assert_eq!(names, ["gaussian_noise", "fog"], "suite order");
+    let clean = report["onnxruntime_accuracy"].as_f64().unwrap();
+    for row in rows {
+        let accuracy: Vec<f64> = row["accuracy"].as_array().unwrap().iter().map(|a| a.as_f64().unwrap()).collect();
+        assert_eq!(accuracy.len(), 2);
+        assert!(accuracy[1] < clean, "{}: severity 5 at {} is not below clean {clean}", names[0], accuracy[1]);
+        assert!((row["mean"].as_f64().unwrap() - (accuracy[0] + accuracy[1]) / 2.0).abs() < 1e-12);
+    }
+    let again = run(&args);
+    assert_eq!(first.stdout, again.stdout, "same seed, same table");
+
+    let typo = run(&["eval", subject.to_str().unwrap(), "--data", FASHION_MNIST, "--corruptions", "fgo"]);
+    assert_eq!(typo.status.code(), Some(2));
+    assert!(text(&typo.stderr).contains("gaussian_noise"), "{}", text(&typo.stderr));
+}

@@ -3,7 +3,9 @@
 mod builders;
 mod support;
 mod cli;
+mod corrupt;
 mod coverage;
+mod data;
 mod detect;
 mod graph;
 mod json_schema;
@@ -11,3 +13,4 @@ mod lowering;
 mod onnx_io;
 mod onnx_schema;
 mod ops;
+mod subjects;
