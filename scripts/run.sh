@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# The main job on the embedded default: set-up (idempotent), then inspect the fixture
-# ResNet-20 (28x28), list its repairable blocks, and evaluate it on the installed Fashion-MNIST test split with onnxruntime
-# and with the lowered libtorch graph side by side.
+# The main job on the embedded default: set-up (idempotent), then inspect the Fashion-MNIST
+# subject model (fixtures/subjects: a ResNet-20 trained to 89% test accuracy), list its
+# repairable blocks, and evaluate it on the installed Fashion-MNIST test split with onnxruntime
+# and the lowered libtorch graph side by side, plus its accuracy under the 15 corruptions x 5
+# severities (first 2,000 test images; `eval --corruptions all` without --limit takes ~6 min).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 scripts/setup.sh
-model="fixtures/models/resnet20_28_ts_op17_bn.onnx"
+model="fixtures/subjects/fashion_mnist_resnet20.onnx"
 data="/usr/share/datasets/fashion-mnist"
 target/release/archrepair-onnx inspect "$model"
 echo
 target/release/archrepair-onnx blocks "$model"
 echo
-target/release/archrepair-onnx eval "$model" --data "$data" "$@"
+target/release/archrepair-onnx eval "$model" --data "$data" --limit 2000 --corruptions all "$@"
