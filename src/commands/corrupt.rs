@@ -14,14 +14,11 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::commands::corruption_table::CorruptionOptions;
-use crate::data::corrupt::{check_shape, corrupt_batch, Corruption, ParamSet};
-use crate::data::{self, write_npy, DataError, DataSource, Dataset};
+use crate::commands::corruption_table::{for_each_corrupted_chunk, CorruptionOptions};
+use crate::data::corrupt::{Corruption, ParamSet};
+use crate::data::{self, write_npy, DataError, DataSource, Dataset, Image};
 use crate::commands::progress::images_bar;
 use crate::Error;
-
-/// Images corrupted at a time (bounds the memory taken by the f32 copies).
-const CHUNK: usize = 2048;
 
 #[derive(Debug, Clone)]
 pub struct CorruptOptions {
@@ -93,9 +90,7 @@ pub fn corrupt_dataset(options: &CorruptOptions) -> Result<CorruptReport, Error>
     if let Some(limit) = options.limit {
         data.truncate(limit);
     }
-    check_shape(data.height, data.width, data.channels)
-        .map_err(|reason| Error::Mismatch(format!("cannot corrupt the images of `{}`: {reason}", data.source.display())))?;
-    let params = suite.params.unwrap_or_else(|| ParamSet::default_for(data.height, data.width, data.channels));
+    let params = suite.table_for(&data)?;
     let (n, k) = (data.len(), suite.severities.len());
     let shape = [data.height, data.width, data.channels];
     let clean: Vec<u8> = (0..n).flat_map(|i| data.image(i).to_u8()).collect();
@@ -109,7 +104,7 @@ pub fn corrupt_dataset(options: &CorruptOptions) -> Result<CorruptReport, Error>
     let mut files = Vec::with_capacity(suite.corruptions.len());
     for &corruption in &suite.corruptions {
         let t0 = Instant::now();
-        let (bytes, mean_abs_change) = corrupt_all(&data, &clean, corruption, &suite.severities, params, suite.seed, &bar);
+        let (bytes, mean_abs_change) = corrupt_all(&data, &clean, corruption, &suite.severities, params, suite.seed, &bar)?;
         let file = format!("{}.npy", corruption.name());
         let file_shape = vec![k * n, shape[0], shape[1], shape[2]];
         write_npy(&options.out.join(&file), &file_shape, &bytes)?;
@@ -144,24 +139,21 @@ fn corrupt_all(
     params: ParamSet,
     seed: u64,
     bar: &indicatif::ProgressBar,
-) -> (Vec<u8>, Vec<f64>) {
-    let n = data.len();
+) -> Result<(Vec<u8>, Vec<f64>), Error> {
     let mut bytes = Vec::with_capacity(severities.len() * clean.len());
     let mut changes = Vec::with_capacity(severities.len());
     for &severity in severities {
         bar.set_message(format!("{corruption} s{severity}"));
         let start_len = bytes.len();
-        for start in (0..n).step_by(CHUNK) {
-            let end = (start + CHUNK).min(n);
-            for image in corrupt_batch(&data.images(start..end), corruption, severity, params, seed, start as u64) {
-                bytes.extend(image.to_u8());
-            }
-            bar.inc((end - start) as u64);
-        }
+        for_each_corrupted_chunk(data, corruption, severity, params, seed, |range, corrupted| {
+            bytes.extend(corrupted.iter().flat_map(Image::to_u8));
+            bar.inc(range.len() as u64);
+            Ok(())
+        })?;
         let total: u64 = bytes[start_len..].iter().zip(clean).map(|(&a, &b)| u64::from(a.abs_diff(b))).sum();
         changes.push(total as f64 / clean.len().max(1) as f64);
     }
-    (bytes, changes)
+    Ok((bytes, changes))
 }
 
 /// Accepts a missing or empty `out`; an existing non-empty folder (or a file) is refused

@@ -8,12 +8,13 @@
 //! the number of threads.
 
 use std::fmt;
+use std::ops::Range;
 
 use serde::Serialize;
 
 use crate::commands::eval::Runtimes;
 use crate::data::corrupt::{check_shape, corrupt_batch, Corruption, ParamSet};
-use crate::data::{Dataset, InputPlan};
+use crate::data::{Dataset, Image, InputPlan};
 use crate::commands::progress::images_bar;
 use crate::Error;
 
@@ -53,6 +54,36 @@ pub struct CorruptionRow {
     pub mean: f64,
 }
 
+impl CorruptionOptions {
+    /// The parameter table for `data`'s images (the chosen one, else the default for their
+    /// shape), after checking that they can be corrupted at all.
+    pub fn table_for(&self, data: &Dataset) -> Result<ParamSet, Error> {
+        check_shape(data.height, data.width, data.channels).map_err(|reason| {
+            Error::Mismatch(format!("cannot corrupt the images of `{}`: {reason}", data.source.display()))
+        })?;
+        Ok(self.params.unwrap_or_else(|| ParamSet::default_for(data.height, data.width, data.channels)))
+    }
+}
+
+/// Calls `each` with consecutive ranges of `data` and their images corrupted by `corruption` at
+/// `severity`, in order. Image `i` is corrupted as image `i` of the set (`corrupt_batch`'s
+/// `first_index`), so the result does not depend on the chunk size.
+pub fn for_each_corrupted_chunk(
+    data: &Dataset,
+    corruption: Corruption,
+    severity: u8,
+    params: ParamSet,
+    seed: u64,
+    mut each: impl FnMut(Range<usize>, Vec<Image>) -> Result<(), Error>,
+) -> Result<(), Error> {
+    for start in (0..data.len()).step_by(CHUNK) {
+        let range = start..(start + CHUNK).min(data.len());
+        let corrupted = corrupt_batch(&data.images(range.clone()), corruption, severity, params, seed, start as u64);
+        each(range, corrupted)?;
+    }
+    Ok(())
+}
+
 /// Accuracy of `runtimes`' onnxruntime session on `data` corrupted by every (corruption, severity)
 /// of `options`, fed through `plan`.
 pub fn corruption_table(
@@ -63,10 +94,7 @@ pub fn corruption_table(
     batch: usize,
     progress: bool,
 ) -> Result<CorruptionTable, Error> {
-    check_shape(data.height, data.width, data.channels).map_err(|reason| {
-        Error::Mismatch(format!("cannot corrupt the images of `{}`: {reason}", data.source.display()))
-    })?;
-    let params = options.params.unwrap_or_else(|| ParamSet::default_for(data.height, data.width, data.channels));
+    let params = options.table_for(data)?;
     let cells = options.corruptions.len() * options.severities.len();
     let bar = images_bar((cells * data.len()) as u64, progress);
     let mut rows = Vec::with_capacity(options.corruptions.len());
@@ -75,12 +103,11 @@ pub fn corruption_table(
         for &severity in &options.severities {
             bar.set_message(format!("{corruption} s{severity}"));
             let mut correct = 0;
-            for start in (0..data.len()).step_by(CHUNK) {
-                let end = (start + CHUNK).min(data.len());
-                let corrupted = corrupt_batch(&data.images(start..end), corruption, severity, params, options.seed, start as u64);
-                correct += runtimes.ort_correct(&corrupted, &data.labels[start..end], plan, batch)?;
-                bar.inc((end - start) as u64);
-            }
+            for_each_corrupted_chunk(data, corruption, severity, params, options.seed, |range, corrupted| {
+                correct += runtimes.ort_correct(&corrupted, &data.labels[range.clone()], plan, batch)?;
+                bar.inc(range.len() as u64);
+                Ok(())
+            })?;
             accuracy.push(correct as f64 / data.len().max(1) as f64);
         }
         rows.push(CorruptionRow { corruption: corruption.name().to_string(), mean: mean(&accuracy), accuracy });
