@@ -198,25 +198,25 @@ impl InputPlan {
     /// problem with the spec keys that fix them.
     fn check_data(&self, declared: &str) -> Result<(), String> {
         let [h, w, c] = self.data;
-        // Each fix as the spec key and as eval's flag.
-        let (mut problems, mut fixes): (Vec<&str>, Vec<(&str, &str)>) = (Vec::new(), Vec::new());
+        // Each fix as (verb, spec key, eval's flag).
+        let (mut problems, mut fixes): (Vec<&str>, Vec<(&str, &str, &str)>) = (Vec::new(), Vec::new());
         if self.grey_to_rgb && self.channels == 1 {
             problems.push("input.grey_to_rgb is set for a 1-channel model input");
-            fixes.push(("remove input.grey_to_rgb", "without --grey-to-rgb"));
+            fixes.push(("remove", "input.grey_to_rgb", "without --grey-to-rgb"));
         }
         match (c, self.channels) {
-            (1, 3) if !self.grey_to_rgb => fixes.push(("set input.grey_to_rgb: true", "--grey-to-rgb")),
+            (1, 3) if !self.grey_to_rgb => fixes.push(("set", "input.grey_to_rgb: true", "--grey-to-rgb")),
             (3, 1) => problems.push("RGB images cannot feed a grey model input"),
             _ => {}
         }
         if (h, w) != (self.height, self.width) {
             let fits_inside = h <= self.height && w <= self.width;
             match self.fit {
-                Fit::Exact if fits_inside => fixes.push(("set input.fit: pad (or resize)", "--fit pad")),
-                Fit::Exact => fixes.push(("set input.fit: resize", "--fit resize")),
+                Fit::Exact if fits_inside => fixes.push(("set", "input.fit: pad (or resize)", "--fit pad")),
+                Fit::Exact => fixes.push(("set", "input.fit: resize", "--fit resize")),
                 Fit::Pad if !fits_inside => {
                     problems.push("input.fit: pad only enlarges images");
-                    fixes.push(("set input.fit: resize", "--fit resize"));
+                    fixes.push(("set", "input.fit: resize", "--fit resize"));
                 }
                 _ => {}
             }
@@ -242,10 +242,8 @@ impl InputPlan {
         if fixes.is_empty() {
             message += &format!(": use {other_data}");
         } else {
-            let keys: Vec<&str> = fixes.iter().map(|f| f.0).collect();
-            let flags: Vec<&str> = fixes.iter().map(|f| f.1).collect();
-            message +=
-                &format!(": {} in the spec's input section (eval: {}), or use {other_data}", keys.join(" and ").replace(" and set ", " and "), flags.join(" "));
+            let flags: Vec<&str> = fixes.iter().map(|f| f.2).collect();
+            message += &format!(": {} in the spec's input section (eval: {}), or use {other_data}", fix_phrase(&fixes), flags.join(" "));
         }
         Err(message)
     }
@@ -409,6 +407,21 @@ fn resize_bilinear(image: &Image, height: usize, width: usize) -> Image {
     Image::new(height, width, c, pixels)
 }
 
+/// "set a and b", "remove a and set b": consecutive fixes with the same verb share it.
+fn fix_phrase(fixes: &[(&str, &str, &str)]) -> String {
+    let mut phrase = String::new();
+    let mut previous_verb = None;
+    for &(verb, key, _) in fixes {
+        match previous_verb {
+            Some(v) if v == verb => phrase += &format!(" and {key}"),
+            Some(_) => phrase += &format!(" and {verb} {key}"),
+            None => phrase += &format!("{verb} {key}"),
+        }
+        previous_verb = Some(verb);
+    }
+    phrase
+}
+
 #[cfg(test)]
 mod tests {
     use std::path::Path;
@@ -518,6 +531,8 @@ mod tests {
         let spec = InputSpec { grey_to_rgb: Some(true), ..Default::default() };
         let e = InputPlan::resolve(&spec, model(&[None, Some(1), Some(8), Some(8)]), &data(8, 8, 1, 1)).unwrap_err().to_string();
         assert!(e.contains("remove input.grey_to_rgb"), "{e}");
+        let e = InputPlan::resolve(&spec, model(&[None, Some(1), Some(32), Some(32)]), &data(28, 28, 1, 1)).unwrap_err().to_string();
+        assert!(e.contains(": remove input.grey_to_rgb and set input.fit: pad (or resize) in the spec's"), "{e}");
         let spec = InputSpec { layout: Some(Layout::Nhwc), ..Default::default() };
         let e = InputPlan::resolve(&spec, model(&NCHW_3X32), &data(32, 32, 3, 1)).unwrap_err().to_string();
         assert!(e.contains("read as NHWC it has 32 channels") && e.contains("input.layout"), "{e}");
