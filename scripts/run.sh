@@ -3,7 +3,9 @@
 # subject model (fixtures/subjects: a ResNet-20 trained to 89% test accuracy), list its
 # repairable blocks, and evaluate it on the installed Fashion-MNIST test split with onnxruntime
 # and the lowered libtorch graph side by side, plus its accuracy under the 15 corruptions x 5
-# severities (first 2,000 test images; `eval --corruptions all` without --limit takes ~6 min).
+# severities (first 2,000 test images; `eval --corruptions all` without --limit takes ~6 min),
+# then localize its most vulnerable block with the spec fixtures/specs/fashion_mnist_resnet20.yaml
+# (1,000 failures, PGD-augmented spectrum; ranking.json and ranking.svg go to out/localize).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -14,4 +16,6 @@ target/release/archrepair-onnx inspect "$model"
 echo
 target/release/archrepair-onnx blocks "$model"
 echo
-target/release/archrepair-onnx eval "$model" --data "$data" --limit 2000 --corruptions all "$@"
+target/release/archrepair-onnx eval "$model" --data "$data" --limit 2000 --corruptions all
+echo
+target/release/archrepair-onnx localize "$model" --spec fixtures/specs/fashion_mnist_resnet20.yaml --out out/localize --force "$@"

@@ -6,7 +6,8 @@ use clap::{Args, Parser, Subcommand};
 
 use archrepair_onnx::commands::corruption_table::{parse_corruptions, parse_severities, CorruptionList, CorruptionOptions, SeverityList};
 use archrepair_onnx::data::corrupt::ParamSet;
-use archrepair_onnx::spec::{Spec, SpecError};
+use archrepair_onnx::localize::options::{AttackMethod, Formula, Granularity, Method, Reference};
+use archrepair_onnx::spec::Spec;
 use archrepair_onnx::data::{DataSource, Fit, Format, InputSpec, Layout, Split};
 
 /// Repairs deployed ONNX image classifiers (ArchRepair: block-level architecture search).
@@ -83,15 +84,97 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Ranks the model's blocks by suspiciousness (adversarial-aware spectrum analysis): prints
+    /// the ranking with its evidence and writes ranking.json and ranking.svg (docs/localize.md).
+    Localize {
+        model: PathBuf,
+        #[command(flatten)]
+        data: DataArgs,
+        #[command(flatten)]
+        settings: LocalizeArgs,
+        /// Use only the first N examples of the split.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Folder for ranking.json and ranking.svg (default: <model stem>-localize).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Replace ranking.json and ranking.svg when they exist.
+        #[arg(long)]
+        force: bool,
+        /// Threads for libtorch (0: its default).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// Print the ranking as JSON (the content of ranking.json).
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Flags overriding the spec's `seed`, `collect`, `attack` and `localize` keys.
+#[derive(Debug, Args)]
+pub struct LocalizeArgs {
+    /// Localizer: spectrum, gradient, activation or random (localize.method).
+    #[arg(long)]
+    pub method: Option<Method>,
+    /// Suspiciousness formula: ochiai, tarantula, dstar2 or dstar3 (localize.formula).
+    #[arg(long)]
+    pub formula: Option<Formula>,
+    /// Units ranked: block or layer (localize.granularity).
+    #[arg(long)]
+    pub granularity: Option<Granularity>,
+    /// Neuron reference level: zero or passing_mean (localize.reference).
+    #[arg(long)]
+    pub reference: Option<Reference>,
+    /// Activation threshold above the reference level (localize.threshold).
+    #[arg(long, allow_negative_numbers = true)]
+    pub threshold: Option<f32>,
+    /// Also rank with every method and formula (localize.compare).
+    #[arg(long)]
+    pub compare: bool,
+    /// Misclassified examples kept as D_fail (collect.failures).
+    #[arg(long)]
+    pub failures: Option<usize>,
+    /// Passing examples sampled (collect.passing; default: as many as D_fail).
+    #[arg(long)]
+    pub passing: Option<usize>,
+    /// Adversarial inputs: fgsm, pgd or none (attack.method).
+    #[arg(long)]
+    pub attack: Option<AttackMethod>,
+    /// Attack radius in pixel space [0, 1] (attack.eps).
+    #[arg(long)]
+    pub eps: Option<f32>,
+    /// Seed of every random choice (seed).
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+impl LocalizeArgs {
+    /// `spec` with these flags applied.
+    pub fn apply(self, mut spec: Spec) -> Spec {
+        let l = &mut spec.localize;
+        l.method = self.method.unwrap_or(l.method);
+        l.formula = self.formula.unwrap_or(l.formula);
+        l.granularity = self.granularity.unwrap_or(l.granularity);
+        l.reference = self.reference.unwrap_or(l.reference);
+        l.threshold = self.threshold.unwrap_or(l.threshold);
+        l.compare |= self.compare;
+        spec.collect.failures = self.failures.unwrap_or(spec.collect.failures);
+        spec.collect.passing = self.passing.or(spec.collect.passing);
+        spec.attack.method = self.attack.unwrap_or(spec.attack.method);
+        spec.attack.eps = self.eps.or(spec.attack.eps);
+        spec.seed = self.seed.unwrap_or(spec.seed);
+        spec
+    }
 }
 
 /// Where the labelled images are (any format `data::open` reads; docs/data.md).
 #[derive(Debug, Args)]
 pub struct SourceArgs {
     /// Labelled images: a folder of IDX files, of CIFAR-10 batches (.bin), of images.npy +
-    /// labels.npy, of class sub-folders of PNG/JPEG, or an .npz / .npy / .bin file.
+    /// labels.npy, of class sub-folders of PNG/JPEG, or an .npz / .npy / .bin file. Commands
+    /// that take --spec read the spec's `data` section when this is absent.
     #[arg(long)]
-    pub data: PathBuf,
+    pub data: Option<PathBuf>,
     /// Data format (idx, cifar10, npy, npz, folder); detected from --data when absent.
     #[arg(long)]
     pub format: Option<Format>,
@@ -107,8 +190,12 @@ pub struct SourceArgs {
 }
 
 impl SourceArgs {
-    pub fn source(self) -> DataSource {
-        DataSource { path: self.data, format: self.format, split: self.split, corruption_severity: self.severity, layout: self.data_layout }
+    /// The data source; `fallback` (the spec's `data` section) when --data is absent.
+    pub fn source(self, fallback: Option<DataSource>) -> anyhow::Result<DataSource> {
+        let Some(path) = self.data else {
+            return fallback.ok_or_else(|| anyhow::anyhow!("no data: pass --data <PATH> (or set `data.path` in the spec given with --spec)"));
+        };
+        Ok(DataSource { path, format: self.format, split: self.split, corruption_severity: self.severity, layout: self.data_layout })
     }
 }
 
@@ -143,14 +230,15 @@ pub struct DataArgs {
 }
 
 impl DataArgs {
-    /// The data source and the input section: the spec's, overridden by the flags.
-    pub fn into_parts(self) -> Result<(DataSource, InputSpec), SpecError> {
-        let from_spec = match &self.spec {
-            Some(path) => Spec::load(path)?.input,
-            None => InputSpec::default(),
+    /// The data source and the spec (the file's, or the defaults), its input section
+    /// overridden by the flags.
+    pub fn into_parts(self) -> anyhow::Result<(DataSource, Spec)> {
+        let mut spec = match &self.spec {
+            Some(path) => Spec::load(path)?,
+            None => Spec { version: archrepair_onnx::spec::SPEC_VERSION, ..Spec::default() },
         };
-        let source = self.source.source();
-        let input = InputSpec {
+        let source = self.source.source(spec.data.as_ref().map(|d| d.source()))?;
+        let flags = InputSpec {
             layout: self.layout,
             scale: self.scale,
             mean: self.mean,
@@ -159,7 +247,8 @@ impl DataArgs {
             grey_to_rgb: self.grey_to_rgb.then_some(true),
             ..InputSpec::default()
         };
-        Ok((source, from_spec.overridden_by(input)))
+        spec.input = spec.input.overridden_by(flags);
+        Ok((source, spec))
     }
 }
 

@@ -6,6 +6,7 @@ pub mod data;
 pub mod detect;
 mod error;
 pub mod graph;
+pub mod localize;
 pub mod lower;
 pub mod model;
 pub mod onnx;

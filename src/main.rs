@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 
-use archrepair_onnx::commands::{blocks, corrupt, eval, inspect};
+use archrepair_onnx::commands::{blocks, corrupt, eval, inspect, localize};
 
 mod cli;
 use cli::{Cli, Command};
@@ -51,10 +51,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Eval { model, data, limit, batch, threads, tolerance, corruptions, suite, json } => {
             archrepair_onnx::validate::ort_runner::init_onnxruntime()?;
-            let (data, input) = data.into_parts()?;
+            let (data, spec) = data.into_parts()?;
             let corruptions = corruptions.map(|list| suite.options(list));
             let progress = std::io::stderr().is_terminal();
-            let options = eval::EvalOptions { data, input, limit, batch, threads, progress, corruptions };
+            let options = eval::EvalOptions { data, input: spec.input, limit, batch, threads, progress, corruptions };
             let report = eval::evaluate(&model, &options).with_context(|| format!("evaluating `{}`", model.display()))?;
             emit(&report, json)?;
             if report.max_abs_output_diff > tolerance {
@@ -68,7 +68,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Corrupt { data, out, corruptions, suite, limit, force, json } => {
             let options = corrupt::CorruptOptions {
-                data: data.source(),
+                data: data.source(None)?,
                 out,
                 suite: suite.options(corruptions),
                 limit,
@@ -77,6 +77,23 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let report = corrupt::corrupt_dataset(&options).with_context(|| format!("corrupting `{}`", options.data.path.display()))?;
             emit(&report, json)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Localize { model, data, settings, limit, out, force, threads, json } => {
+            let (data, spec) = data.into_parts()?;
+            let options = localize::LocalizeOptions {
+                data,
+                spec: settings.apply(spec),
+                limit,
+                out: out.unwrap_or_else(|| localize::default_out(&model)),
+                force,
+                threads,
+                progress: std::io::stderr().is_terminal(),
+            };
+            let ranking = localize::localize(&model, &options).with_context(|| format!("localizing in `{}`", model.display()))?;
+            emit(&ranking, json)?;
+            let files: Vec<String> = localize::FILES.iter().map(|f| options.out.join(f).display().to_string()).collect();
+            eprintln!("wrote {}", files.join(", "));
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -1,15 +1,16 @@
 //! The YAML spec (`--spec repair.yaml`), versioned, unknown keys rejected.
 //!
-//! Today it holds the `input` section (how images become model input, docs/data.md); the
-//! repair's own sections (data sources, collect, localize, search, train, validate, gate,
-//! report) join it with the main command. YAML parsing stays behind [`Spec::from_yaml`] so the
-//! YAML crate can be swapped in one place.
+//! Sections so far: `data` (the labelled split failures come from), `input` (how images become
+//! model input, docs/data.md), `seed`, and localization's `collect`, `attack` and `localize`
+//! (docs/localize.md); search, train, validate, gate and report join with the main command.
+//! YAML parsing stays behind [`Spec::from_yaml`] so the YAML crate can be swapped in one place.
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::data::InputSpec;
+use crate::data::{DataSource, Format, InputSpec, Layout, Split};
+use crate::localize::options::{AttackSpec, CollectSpec, LocalizeSpec};
 
 /// The only spec version this build reads.
 pub const SPEC_VERSION: u32 = 1;
@@ -19,8 +20,60 @@ pub const SPEC_VERSION: u32 = 1;
 pub struct Spec {
     /// Must be 1.
     pub version: u32,
+    /// Seed of every random choice (samples, attack starts, the random baseline).
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default)]
+    pub data: Option<DataSpec>,
     #[serde(default)]
     pub input: InputSpec,
+    #[serde(default)]
+    pub collect: CollectSpec,
+    #[serde(default)]
+    pub attack: AttackSpec,
+    #[serde(default)]
+    pub localize: LocalizeSpec,
+}
+
+/// `data`: the labelled images (docs/data.md); command-line `--data` replaces it.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DataSpec {
+    /// A file or folder; relative paths are relative to the spec file.
+    pub path: PathBuf,
+    #[serde(default, deserialize_with = "parsed", serialize_with = "shown")]
+    pub format: Option<Format>,
+    #[serde(default, deserialize_with = "parsed", serialize_with = "shown")]
+    pub split: Option<Split>,
+    /// Severity (1-5) of a CIFAR-10-C-layout corruption file.
+    #[serde(default)]
+    pub severity: Option<u8>,
+    #[serde(default, deserialize_with = "parsed", serialize_with = "shown")]
+    pub layout: Option<Layout>,
+}
+
+impl DataSpec {
+    pub fn source(&self) -> DataSource {
+        DataSource {
+            path: self.path.clone(),
+            format: self.format,
+            split: self.split.unwrap_or_default(),
+            corruption_severity: self.severity,
+            layout: self.layout,
+        }
+    }
+}
+
+/// A value written as its name (`format: idx`), read with the type's `FromStr`.
+fn parsed<'de, D: Deserializer<'de>, T: std::str::FromStr<Err = String>>(d: D) -> Result<Option<T>, D::Error> {
+    Option::<String>::deserialize(d)?.map(|s| s.parse().map_err(serde::de::Error::custom)).transpose()
+}
+
+fn shown<S: serde::Serializer, T: std::fmt::Display>(value: &Option<T>, s: S) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(v) => s.serialize_str(&v.to_string()),
+        None => s.serialize_none(),
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -32,9 +85,16 @@ pub enum SpecError {
 }
 
 impl Spec {
+    /// Reads a spec file; a relative `data.path` becomes relative to the spec's folder.
     pub fn load(path: &Path) -> Result<Spec, SpecError> {
         let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read { path: path.to_path_buf(), source })?;
-        Spec::from_yaml(&text).map_err(|reason| SpecError::Invalid { path: path.to_path_buf(), reason })
+        let mut spec = Spec::from_yaml(&text).map_err(|reason| SpecError::Invalid { path: path.to_path_buf(), reason })?;
+        if let (Some(data), Some(folder)) = (spec.data.as_mut(), path.parent()) {
+            if data.path.is_relative() {
+                data.path = folder.join(&data.path);
+            }
+        }
+        Ok(spec)
     }
 
     /// Parses and checks the version; the error says which key or line is wrong.
@@ -75,6 +135,26 @@ mod tests {
         assert_eq!(spec.input.fit, Some(Fit::Pad));
         let merged = spec.input.overridden_by(InputSpec { fit: Some(Fit::Resize), ..InputSpec::default() });
         assert_eq!((merged.fit, merged.layout, merged.mean), (Some(Fit::Resize), Some(Layout::Nchw), Some(vec![0.5])));
+    }
+
+    #[test]
+    fn localization_sections_parse_with_defaults_and_a_relative_data_path_follows_the_spec() {
+        use crate::localize::options::{AttackMethod, Formula, Granularity, Method, Reference};
+        let spec = Spec::from_yaml("version: 1\nseed: 3\ncollect: {failures: 50}\nattack: {method: fgsm, eps: 0.05}\nlocalize: {method: gradient, formula: dstar3, granularity: layer, reference: passing_mean}\n").unwrap();
+        assert_eq!((spec.seed, spec.collect.failures, spec.collect.passing), (3, 50, None));
+        assert_eq!((spec.attack.method, spec.attack.eps, spec.attack.steps), (AttackMethod::Fgsm, Some(0.05), 10));
+        let l = &spec.localize;
+        assert_eq!((l.method, l.formula, l.granularity, l.reference, l.top_k), (Method::Gradient, Formula::Dstar3, Granularity::Layer, Reference::PassingMean, 50));
+        let bad = Spec::from_yaml("version: 1\nlocalize: {formula: ochai}\n").unwrap_err();
+        assert!(bad.contains("ochai") && bad.contains("ochiai"), "{bad}");
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("repair.yaml");
+        std::fs::write(&path, "version: 1\ndata: {path: images, format: folder, split: train}\n").unwrap();
+        let data = Spec::load(&path).unwrap().data.unwrap().source();
+        assert_eq!((data.path, data.format, data.split), (dir.path().join("images"), Some(crate::data::Format::Folder), crate::data::Split::Train));
+        std::fs::write(&path, "version: 1\ndata: {path: x, format: zip}\n").unwrap();
+        assert!(Spec::load(&path).unwrap_err().to_string().contains("zip"));
     }
 
     #[test]

@@ -5,4 +5,5 @@ pub mod corrupt;
 pub mod corruption_table;
 pub mod eval;
 pub mod inspect;
-mod progress;
+pub mod localize;
+pub(crate) mod progress;

@@ -10,6 +10,7 @@ mod error;
 mod exec;
 mod indexing;
 pub mod ops;
+mod probe;
 mod window;
 
 use std::collections::{BTreeMap, HashMap};
@@ -61,6 +62,8 @@ pub struct LoweredModel {
     output_slot: usize,
     input_name: String,
     output_name: String,
+    /// ONNX tensor name → slot, to capture intermediate values by name.
+    slot_of: HashMap<String, usize>,
 }
 
 impl LoweredModel {
@@ -149,17 +152,25 @@ impl LoweredModel {
             output_slot,
             input_name: input,
             output_name: output,
+            slot_of: slots.0,
         })
     }
 
     /// Runs the graph on a batch. `train` selects BatchNormalization's batch statistics (and
     /// updates its running buffers) as PyTorch's train mode does.
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor, LowerError> {
+        self.run(x, train, |_, _| {})
+    }
+
+    /// Runs the steps, handing every value a step produces (slot, tensor) to `seen`.
+    fn run(&self, x: &Tensor, train: bool, mut seen: impl FnMut(usize, &Tensor)) -> Result<Tensor, LowerError> {
         let mut values: Vec<Option<Tensor>> = (0..self.slot_count).map(|_| None).collect();
         for (slot, t) in &self.bound {
             values[*slot] = Some(t.shallow_clone());
         }
-        values[self.input_slot] = Some(x.f_to_device(self.vs.device())?);
+        let x = x.f_to_device(self.vs.device())?;
+        seen(self.input_slot, &x);
+        values[self.input_slot] = Some(x);
         for step in &self.steps {
             let args: Vec<Option<&Tensor>> = step.inputs.iter().map(|s| s.and_then(|s| values[s].as_ref())).collect();
             let outs = exec::run(&step.op, &args, train).map_err(|e| match e {
@@ -167,6 +178,7 @@ impl LoweredModel {
                 exec::ExecError::Invalid(reason) => LowerError::Node { node: step.node.clone(), op_type: step.op_type.clone(), reason },
             })?;
             for (slot, t) in step.outputs.iter().zip(outs) {
+                seen(*slot, &t);
                 values[*slot] = Some(t);
             }
             for slot in &step.release {

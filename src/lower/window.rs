@@ -120,3 +120,30 @@ pub(super) fn avg_pool(x: &Tensor, window: &Window, ceil_mode: bool, count_inclu
     let coverage = pool(&mask, &zeros, true)?;
     Ok(sum_mean.f_div(&coverage)?)
 }
+
+/// Per-example, per-output-channel norm of a 2-D convolution's weight gradient (kernel and,
+/// with `bias`, bias), from the layer's input `x` [N, Cin, H, W] and the gradient `delta` of the
+/// summed loss w.r.t. its output [N, Cout, Ho, Wo]. In eval mode examples do not interact, so
+/// `delta[i]` is example i's own output gradient and the result is exact: row i, column c is
+/// ||∂L_i/∂(W[c], b[c])||. Computed as delta · im2col(x)ᵀ per group, without N backward passes.
+pub(super) fn conv_weight_grad_norms(x: &Tensor, delta: &Tensor, weight_size: &[i64], window: &Window, group: i64, bias: bool) -> Res<Tensor> {
+    let kernel: Vec<i64> = weight_size[2..].to_vec();
+    if kernel.len() != 2 {
+        return invalid(format!("per-example weight gradients are implemented for 2-D convolutions, not {}-D", kernel.len()));
+    }
+    let (begin, end) = spatial_pads(x, window, &kernel)?;
+    let strides = per_axis(&window.strides, 2, "strides")?;
+    let dilations = per_axis(&window.dilations, 2, "dilations")?;
+    let padded = x.f_constant_pad_nd(torch_spatial_pad(&begin, &end).as_slice())?;
+    let columns = padded.f_im2col(kernel.as_slice(), dilations.as_slice(), [0, 0].as_slice(), strides.as_slice())?;
+    let (n, c_out) = (delta.size()[0], weight_size[0]);
+    let positions = columns.size()[2];
+    let columns = columns.f_reshape([n, group, -1, positions])?;
+    let delta = delta.f_reshape([n, group, c_out / group, positions])?;
+    let kernel_grads = delta.f_matmul(&columns.f_transpose(2, 3)?)?;
+    let mut squares = kernel_grads.f_square()?.f_sum_dim_intlist([3i64].as_slice(), false, None)?;
+    if bias {
+        squares = squares.f_add(&delta.f_sum_dim_intlist([3i64].as_slice(), false, None)?.f_square()?)?;
+    }
+    Ok(squares.f_sqrt()?.f_reshape([n, c_out])?)
+}

@@ -9,6 +9,7 @@ mod data;
 mod detect;
 mod graph;
 mod json_schema;
+mod localize;
 mod lowering;
 mod onnx_io;
 mod onnx_schema;

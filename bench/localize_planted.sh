@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The localization benchmark (docs/BENCHMARKS.md, "Localization"):
+#   1. time of `localize` on the Fashion-MNIST subject with 1,000 failures (defaults: PGD, spectrum),
+#      wall time and peak RSS, on this machine;
+#   2. planted faults: bench/plant_faults.py damages each of the 9 blocks of the two ResNet-20
+#      subjects (weight noise; label-swap fine-tune) into out/planted/<subject>/ (kept: reruns
+#      only make what is missing), then bench/localize_planted.py localizes every faulty model with
+#      1,000 and 100 failures and each seed and prints top-1/top-3 hit rates per method.
+#
+#   bench/localize_planted.sh [SEEDS] [SUBJECTS] [EXTRA LOCALIZE FLAGS]
+#     SEEDS default 0,1,2; SUBJECTS default fashion_mnist_resnet20,mnist_resnet20
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+scripts/setup.sh >&2
+seeds="${1:-0,1,2}"
+subjects="${2:-fashion_mnist_resnet20,mnist_resnet20}"
+extra="${3:-}"
+bin="$root/target/release/archrepair-onnx"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+
+echo "$(nproc) cores, $(date -u +%Y-%m-%d)"
+echo
+echo "| localize (Fashion-MNIST ResNet-20, 10,000 test images) | wall s | peak RSS MiB |"
+echo "|---|---|---|"
+for failures in 1000 100; do
+  /usr/bin/time -f '%e %M' -o "$work/time" "$bin" localize fixtures/subjects/fashion_mnist_resnet20.onnx \
+    --spec fixtures/specs/fashion_mnist_resnet20.yaml --failures "$failures" --out "$work/loc" --force > /dev/null
+  read -r seconds kib < "$work/time"
+  printf '| %s failures, PGD 10 steps on as many passing inputs, spectrum | %s | %d |\n' "$failures" "$seconds" $((kib / 1024))
+done
+echo
+
+IFS=, read -r -a names <<< "$subjects"
+for subject in "${names[@]}"; do
+  .venv/bin/python bench/plant_faults.py --subject "$subject" --out "out/planted/$subject" >&2
+done
+for subject in "${names[@]}"; do
+  .venv/bin/python bench/localize_planted.py --planted "out/planted/$subject" --subjects "$subject" --seeds "$seeds" --extra "$extra"
+  echo
+done

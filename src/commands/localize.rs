@@ -1,0 +1,81 @@
+//! `archrepair-onnx localize`: ranks the model's blocks by how suspicious they are, prints the
+//! ranking, and writes ranking.json and ranking.svg into the output folder.
+
+use std::path::{Path, PathBuf};
+
+use tch::Device;
+
+use crate::commands::eval::input_plan;
+use crate::data::{self, DataSource};
+use crate::localize::{self, chart, ranking::Ranking, Request};
+use crate::model::LoadedModel;
+use crate::spec::Spec;
+use crate::Error;
+
+#[derive(Debug, Clone)]
+pub struct LocalizeOptions {
+    pub data: DataSource,
+    /// The resolved spec: `input`, `seed`, `collect`, `attack`, `localize` are read.
+    pub spec: Spec,
+    /// Use only the first N examples of the split.
+    pub limit: Option<usize>,
+    /// Folder for ranking.json and ranking.svg.
+    pub out: PathBuf,
+    /// Replace ranking.json / ranking.svg when they exist.
+    pub force: bool,
+    pub threads: usize,
+    pub progress: bool,
+}
+
+/// The files `localize` writes, by name.
+pub const FILES: [&str; 2] = ["ranking.json", "ranking.svg"];
+
+/// The default output folder for `model`: `<model file stem>-localize` in the working folder.
+pub fn default_out(model: &Path) -> PathBuf {
+    let stem = model.file_stem().map_or("model".into(), |s| s.to_string_lossy().into_owned());
+    PathBuf::from(format!("{stem}-localize"))
+}
+
+pub fn localize(model_path: &Path, options: &LocalizeOptions) -> Result<Ranking, Error> {
+    // Refuse before the long work, not after it.
+    let targets: Vec<PathBuf> = FILES.iter().map(|f| options.out.join(f)).collect();
+    if !options.force {
+        if let Some(existing) = targets.iter().find(|t| t.exists()) {
+            return Err(Error::Mismatch(format!(
+                "`{}` exists; pass --force to replace it, or choose another folder with --out",
+                existing.display()
+            )));
+        }
+    }
+    let model = LoadedModel::open(model_path)?;
+    let mut dataset = data::open(&options.data)?;
+    if let Some(limit) = options.limit {
+        dataset.truncate(limit);
+    }
+    let plan = input_plan(&model, &options.spec.input, &dataset)?;
+    if options.threads > 0 {
+        tch::set_num_threads(options.threads as i32);
+    }
+    let lowered = model.lower(Device::cuda_if_available())?;
+    let request = Request {
+        graph: &model.graph,
+        model: &lowered,
+        plan: &plan,
+        data: &dataset,
+        collect: &options.spec.collect,
+        attack: &options.spec.attack,
+        localize: &options.spec.localize,
+        seed: options.spec.seed,
+        progress: options.progress,
+        model_path,
+    };
+    let ranking = localize::localize(&request)?;
+
+    let write_error = |path: &Path, e: std::io::Error| Error::Mismatch(format!("cannot write `{}`: {e}", path.display()));
+    std::fs::create_dir_all(&options.out).map_err(|e| write_error(&options.out, e))?;
+    let json = serde_json::to_string_pretty(&ranking).map_err(|e| Error::Mismatch(format!("serialising the ranking: {e}")))?;
+    for (path, text) in targets.iter().zip([json + "\n", chart::svg(&ranking)]) {
+        std::fs::write(path, text).map_err(|e| write_error(path, e))?;
+    }
+    Ok(ranking)
+}
