@@ -18,8 +18,8 @@ Kinds of fault:
          budget runs out, the sigma whose drop is nearest 7.5 is kept (and reported).
   swap   Fine-tune only the block's parameters (everything else frozen; the whole model stays in
          eval() mode, so no BatchNorm running statistics change) with SGD (lr 0.0001, momentum 0.9,
-         batch 128) on the first 55,000 training images with the labels of classes
-         a = k % 10 and b = (k + 5) % 10 swapped, shuffled with a generator seeded with
+         batch 128) on the images of classes a = k % 10 and b = (k + 5) % 10 among the first
+         55,000 training images, with their labels swapped, shuffled with a generator seeded with
          stable_seed("plant-fault", subject, block, "swap"). The accuracy on the first 2,000 test
          images is measured every 2 steps; training stops at the first measurement with a drop of
          at least 5 points, or
@@ -120,8 +120,11 @@ def plant_noise(model, k, name, clean, x, y):
 
 def plant_swap(model, k, name, clean, x, y, x_train, y_train):
     a, b = k % 10, (k + 5) % 10
-    labels = y_train.clone()
-    labels[y_train == a], labels[y_train == b] = b, a
+    # Only the two classes' images, labels swapped: a general fine-tune of an under-trained
+    # subject would raise its accuracy instead of planting a fault.
+    pair = (y_train == a) | (y_train == b)
+    x_train, y_train = x_train[pair], y_train[pair]
+    labels = torch.where(y_train == a, b, a)
     block = get_block(model, k)
     for p in model.parameters():
         p.requires_grad_(False)

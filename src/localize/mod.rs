@@ -6,7 +6,7 @@
 //! join the failing side: the "adversarial-aware" spectrum), **spectrum** (per neuron, activation
 //! counts on failing vs passing inputs weighted by per-example weight-gradient magnitudes; a
 //! formula scores each neuron; a unit scores the mean of its neurons), and the baselines
-//! (`gradient`, `activation`, `random`) in the same interface. Inputs are processed batch by
+//! (`gradient`, `activation`, `random`) and our gradient `agreement` in the same interface. Inputs are processed batch by
 //! batch and only per-neuron sums are kept, so memory does not grow with the number of inputs.
 //! The model is only read: eval mode throughout, gradients asked of autograd, never
 //! accumulated into the weights.
@@ -103,12 +103,20 @@ pub fn localize(request: &Request) -> Result<Ranking, Error> {
     let spectrum_seconds = spectrum_started.elapsed().as_secs_f64();
 
     let gradient_started = Instant::now();
+    let weights = baselines::LayerWeights::new(&classifier, request.graph, &probes);
     let gradient = if spec.compare || spec.method == Method::Gradient {
         let mut failures = collected.failures.clone();
         failures.shuffle(&mut Pcg64::seed_from_u64(request.seed ^ 0x6772_6164));
         failures.truncate(spec.gradient_failures.max(1));
-        let batches = labelled_batches(&input, request.data, &failures, batch)?;
-        Some(baselines::gradient_scores(&classifier, request.graph, &probes, &batches).map_err(Failure::Lower).map_err(lower_error(request))?)
+        let failures = Inputs { input: &input, data: request.data, indices: &failures, batch };
+        Some(baselines::gradient_scores(&classifier, &weights, &probes, &failures).map_err(lower_error(request))?)
+    } else {
+        None
+    };
+    let agreement = if spec.compare || spec.method == Method::Agreement {
+        let failing = Inputs { input: &input, data: request.data, indices: &collected.failures, batch };
+        let passing = Inputs { input: &input, data: request.data, indices: &collected.passing, batch };
+        Some(baselines::agreement_scores(&classifier, &weights, &probes, &failing, &passing).map_err(lower_error(request))?)
     } else {
         None
     };
@@ -120,6 +128,7 @@ pub fn localize(request: &Request) -> Result<Ranking, Error> {
             Method::Spectrum => unit_scores(&columns, |n| spectrum.weighted_counts(n).score(formula)),
             Method::Activation => unit_scores(&columns, |n| spectrum.counts(n).score(formula)),
             Method::Gradient => gradient.clone().unwrap_or_default(),
+            Method::Agreement => agreement.clone().unwrap_or_default(),
             Method::Random => baselines::random_scores(infos.len(), request.seed),
         }
     };
@@ -143,7 +152,7 @@ pub fn localize(request: &Request) -> Result<Ranking, Error> {
     let mut comparison = Vec::new();
     if spec.compare {
         let methods = Formula::ALL.iter().map(|&f| (Method::Spectrum, Some(f))).chain(Formula::ALL.iter().map(|&f| (Method::Activation, Some(f))));
-        for (method, formula) in methods.chain([(Method::Gradient, None), (Method::Random, None)]) {
+        for (method, formula) in methods.chain([(Method::Agreement, None), (Method::Gradient, None), (Method::Random, None)]) {
             let scores = scored(method, formula.unwrap_or(Formula::Ochiai));
             comparison.push(MethodOrder { method, formula, order: order(&scores).into_iter().map(|u| infos[u].id).collect(), scores });
         }
@@ -178,7 +187,7 @@ pub fn localize(request: &Request) -> Result<Ranking, Error> {
 }
 
 /// An error of a stage that runs the model: running it, or anything else (already an [`Error`]).
-enum Failure {
+pub(crate) enum Failure {
     Lower(crate::lower::LowerError),
     Other(Error),
 }
@@ -246,9 +255,20 @@ fn collect(classifier: &Classifier, data: &Dataset, spec: &CollectSpec, batch: u
     Ok(Collected { evaluated: data.len(), misclassified, failures, passing })
 }
 
-/// Pixel batches with their labels (filled up for fixed-batch models) and real row counts.
-fn labelled_batches(input: &PixelInput, data: &Dataset, indices: &[usize], batch: usize) -> Result<Vec<(Tensor, Tensor, usize)>, Error> {
-    indices.chunks(batch).map(|chunk| labelled_batch(input, data, chunk)).collect()
+/// Examples of the dataset, made into labelled pixel batches one batch at a time (memory stays
+/// bounded whatever their number).
+pub(crate) struct Inputs<'a> {
+    input: &'a PixelInput,
+    data: &'a Dataset,
+    indices: &'a [usize],
+    batch: usize,
+}
+
+impl Inputs<'_> {
+    /// (pixels, labels, real rows): batches filled up for fixed-batch models.
+    fn batches(&self) -> impl Iterator<Item = Result<(Tensor, Tensor, usize), Error>> + '_ {
+        self.indices.chunks(self.batch).map(|chunk| labelled_batch(self.input, self.data, chunk))
+    }
 }
 
 fn labelled_batch(input: &PixelInput, data: &Dataset, indices: &[usize]) -> Result<(Tensor, Tensor, usize), Error> {

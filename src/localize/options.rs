@@ -101,6 +101,8 @@ pub enum Method {
     Spectrum,
     /// Mean |∂L/∂W| of each block on random failures.
     Gradient,
+    /// Cosine between the weight gradients of the failing and of the passing inputs' losses.
+    Agreement,
     /// The spectrum with unweighted counts.
     Activation,
     /// A seeded random order: the floor every localizer must beat.
@@ -162,7 +164,7 @@ macro_rules! name_traits {
     };
 }
 
-name_traits!(Method, "localization method", "spectrum, gradient, activation, random");
+name_traits!(Method, "localization method", "spectrum, agreement, gradient, activation, random");
 name_traits!(Formula, "formula", "ochiai, tarantula, dstar2, dstar3");
 name_traits!(Granularity, "granularity", "block, layer");
 name_traits!(Reference, "reference", "zero, passing_mean");

@@ -111,6 +111,7 @@ pub struct Timings {
     pub collect: f64,
     /// Attacks and the spectrum's forward/backward passes.
     pub spectrum: f64,
+    /// The gradient and agreement localizers.
     pub gradient: f64,
     pub total: f64,
 }

@@ -134,6 +134,7 @@ fn spectrum_counts_and_formulas_match_a_hand_computed_spectrum() {
     let path = hand_set_model(dir.path());
     // (x0, x1, label), x2 = 0: failures are examples 1 and 3, the other three pass.
     let rows = [(1.0, 0.0, 0), (0.5, 0.0, 1), (0.0, 1.0, 1), (0.2, 0.6, 0), (0.9, 0.1, 0)];
+    let rows_of = |r: usize| -> (f32, f32, i64) { rows[r] };
     let images: Vec<Image> = rows.iter().map(|&(a, b, _)| Image::new(1, 1, 3, vec![a, b, 0.0])).collect();
     let data = Dataset::from_images(Path::new("hand-set"), &images, rows.iter().map(|r| r.2).collect()).unwrap();
     let collect = CollectSpec { failures: 10, passing: Some(10) };
@@ -161,6 +162,23 @@ fn spectrum_counts_and_formulas_match_a_hand_computed_spectrum() {
         assert!(means.iter().all(|&(a, b)| close(a, b)), "{evidence:?}");
         assert!((block.score - expected(f)).abs() < 1e-12, "{formula:?}: {} vs {}", block.score, expected(f));
     }
+    // Agreement: the cosine of conv_a's weight gradients on the failing and the passing inputs.
+    let loaded = LoadedModel::open(&path).unwrap();
+    let lowered = loaded.lower(Device::Cpu).unwrap();
+    let wa = lowered.weights().iter().find(|w| w.onnx_name == "wa").unwrap().tensor.shallow_clone();
+    let gradient = |rows: &[usize]| {
+        let x: Vec<f32> = rows.iter().flat_map(|&r| [rows_of(r).0, rows_of(r).1, 0.0]).collect();
+        let labels: Vec<i64> = rows.iter().map(|&r| rows_of(r).2).collect();
+        let out = lowered.forward_t(&Tensor::from_slice(&x).reshape([rows.len() as i64, 3, 1, 1]), false).unwrap();
+        let loss = out.log_softmax(-1, Kind::Float).f_nll_loss(&Tensor::from_slice(&labels), None::<Tensor>, tch::Reduction::Sum, -100).unwrap();
+        Tensor::run_backward(&[loss], &[&wa], false, false).remove(0)
+    };
+    let (f, p) = (gradient(&[1, 3]), gradient(&[0, 2, 4]));
+    let cosine = ((&f * &p).sum(Kind::Double) / (f.norm() * p.norm())).double_value(&[]);
+    let spec = LocalizeSpec { method: Method::Agreement, ..LocalizeSpec::default() };
+    let ranking = run(&path, &data, &collect, &no_attack, &spec, 0);
+    assert!((ranking.units[0].score - cosine).abs() < 1e-5, "{} vs {cosine}", ranking.units[0].score);
+
     // Layer granularity ranks the conv and the Gemm; the Gemm's neurons are its logits.
     let spec = LocalizeSpec { method: Method::Activation, granularity: Granularity::Layer, ..LocalizeSpec::default() };
     let ranking = run(&path, &data, &collect, &no_attack, &spec, 0);
@@ -214,7 +232,7 @@ fn localization_is_stable_for_a_seed_and_leaves_the_model_unchanged() {
     let again = localize(&request(7)).unwrap();
     let scores = |r: &Ranking| r.units.iter().map(|u| (u.unit.id, u.score)).collect::<Vec<_>>();
     assert_eq!(scores(&first), scores(&again));
-    assert_eq!(first.comparison.len(), 10);
+    assert_eq!(first.comparison.len(), 11);
     assert_eq!(first.units.len(), 9, "ResNet-20 has 9 blocks");
     assert!(first.attack.as_ref().is_some_and(|a| a.attacked == 24 && a.succeeded > 0));
     let other = localize(&request(8)).unwrap();
