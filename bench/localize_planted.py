@@ -13,10 +13,11 @@ is ranked first, top-3 when it is among the first three. The planted block is fo
 ranking names each block by its node scope (`layer2.1`), which is the manifest's block_prefix.
 
 Prints a Markdown table (hit rates per method, per N and fault kind) and the median localize time,
-and writes every ranking's summary to --results (JSON lines) so tables can be re-made.
+and appends every run's orders to --results (JSON lines); `--table-only` re-makes the table from
+that file without running anything (e.g. from a partial run).
 
-    bench/localize_planted.py --planted out/planted [--failures 1000,100] [--seeds 0,1,2]
-        [--subjects fashion_mnist_resnet20,mnist_resnet20] [--extra "--attack none"]
+    bench/localize_planted.py --planted out/planted/<subject> [--failures 1000,100] [--seeds 0,1,2]
+        [--subjects fashion_mnist_resnet20,mnist_resnet20] [--extra "--attack none"] [--table-only]
 """
 
 from __future__ import annotations
@@ -61,6 +62,7 @@ def main(argv=None) -> int:
     parser.add_argument("--kinds", default="noise,swap")
     parser.add_argument("--extra", default="", help="more localize flags, e.g. \"--attack none\"")
     parser.add_argument("--results", type=Path, help="JSON lines of every run (default: <planted>/results.jsonl)")
+    parser.add_argument("--table-only", action="store_true", help="only print the table of the runs in --results")
     args = parser.parse_args(argv)
     extra = shlex.split(args.extra)
     failures = [int(n) for n in args.failures.split(",")]
@@ -72,39 +74,50 @@ def main(argv=None) -> int:
         sys.exit(f"no faulty models for {subjects} / {kinds} in {args.planted}/manifest.json")
     results_path = args.results or args.planted / "results.jsonl"
 
+    rows = [] if not args.table_only else [
+        json.loads(line) for line in results_path.read_text().splitlines()
+        if json.loads(line)["extra"] == args.extra and json.loads(line)["failures"] in failures
+        and json.loads(line)["seed"] in seeds and json.loads(line)["kind"] in kinds
+    ]
+    if not args.table_only:
+        with tempfile.TemporaryDirectory() as work, results_path.open("a") as results:
+            for entry in faulty:
+                model = args.planted / entry["file"]
+                for n in failures:
+                    for seed in seeds:
+                        ranking = localize(model, DATA[entry["subject"]], n, seed, extra, Path(work))
+                        ids = {u["name"]: u["id"] for u in ranking["units"]}
+                        truth = ids.get(entry["block_prefix"])
+                        if truth is None:
+                            sys.exit(f"{entry['file']}: no unit named {entry['block_prefix']} in {sorted(ids)}")
+                        row = {"file": entry["file"], "kind": entry["kind"], "block": entry["block"], "failures": n,
+                               "seed": seed, "extra": args.extra, "truth": truth, "d_fail": ranking["collect"]["failures"],
+                               "seconds": ranking["seconds"]["total"],
+                               "orders": {method_name(m): m["order"] for m in ranking["comparison"]}}
+                        rows.append(row)
+                        results.write(json.dumps(row) + "\n")
+                        results.flush()
+                        print(f"{entry['file']} N={n} seed={seed}: spectrum ochiai order {row['orders']['spectrum ochiai'][:3]}, "
+                              f"truth {truth}, {row['seconds']:.1f} s", file=sys.stderr, flush=True)
+
     # hits[(n, kind)][method] = [top1, top3, runs]
     hits: dict = defaultdict(lambda: defaultdict(lambda: [0, 0, 0]))
     seconds: dict = defaultdict(list)
-    with tempfile.TemporaryDirectory() as work, results_path.open("a") as results:
-        for entry in faulty:
-            model = args.planted / entry["file"]
-            for n in failures:
-                for seed in seeds:
-                    ranking = localize(model, DATA[entry["subject"]], n, seed, extra, Path(work))
-                    ids = {u["name"]: u["id"] for u in ranking["units"]}
-                    truth = ids.get(entry["block_prefix"])
-                    if truth is None:
-                        sys.exit(f"{entry['file']}: no unit named {entry['block_prefix']} in {sorted(ids)}")
-                    row = {"file": entry["file"], "kind": entry["kind"], "block": entry["block"], "failures": n,
-                           "seed": seed, "extra": args.extra, "truth": truth, "d_fail": ranking["collect"]["failures"],
-                           "seconds": ranking["seconds"]["total"], "orders": {}}
-                    for m in ranking["comparison"]:
-                        name = method_name(m)
-                        rank = m["order"].index(truth) + 1
-                        row["orders"][name] = m["order"]
-                        for key in ((n, entry["kind"]), (n, "all")):
-                            h = hits[key][name]
-                            h[0] += rank == 1
-                            h[1] += rank <= 3
-                            h[2] += 1
-                    seconds[n].append(ranking["seconds"]["total"])
-                    results.write(json.dumps(row) + "\n")
-                    results.flush()
-                    print(f"{entry['file']} N={n} seed={seed}: spectrum ochiai order {row['orders']['spectrum ochiai'][:3]}, "
-                          f"truth {truth}, {ranking['seconds']['total']:.1f} s", file=sys.stderr, flush=True)
+    for row in rows:
+        for name, order in row["orders"].items():
+            rank = order.index(row["truth"]) + 1
+            for key in ((row["failures"], row["kind"]), (row["failures"], "all")):
+                h = hits[key][name]
+                h[0] += rank == 1
+                h[1] += rank <= 3
+                h[2] += 1
+        seconds[row["failures"]].append(row["seconds"])
+    if not rows:
+        sys.exit(f"no runs to tabulate in {results_path}")
 
     columns = [(n, k) for n in failures for k in kinds + ["all"]]
-    print(f"planted faults: {len(faulty)} models ({', '.join(subjects)}; {', '.join(kinds)}), seeds {args.seeds}"
+    models = len({row["file"] for row in rows})
+    print(f"planted faults: {models} models ({', '.join(subjects)}; {', '.join(kinds)}), seeds {args.seeds}"
           + (f", extra flags `{args.extra}`" if args.extra else ""))
     print()
     print("| method | " + " | ".join(f"N={n} {k} top-1 / top-3" for n, k in columns) + " |")
@@ -117,7 +130,7 @@ def main(argv=None) -> int:
             cells.append(f"{100 * top1 / runs:.0f}% / {100 * top3 / runs:.0f}% ({runs})" if runs else "-")
         print(f"| {name} | " + " | ".join(cells) + " |")
     print()
-    for n in failures:
+    for n in [n for n in failures if seconds[n]]:
         print(f"median localize time, N={n}: {statistics.median(seconds[n]):.1f} s over {len(seconds[n])} runs")
     return 0
 
