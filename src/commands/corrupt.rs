@@ -190,11 +190,7 @@ fn write_manifest(out: &Path, report: &CorruptReport, source: &DataSource) -> Re
     };
     let path = out.join("manifest.json");
     let text = serde_json::to_string_pretty(&manifest).map_err(|e| DataError::format(&path, e.to_string()))?;
-    let tmp = out.join(".manifest.json.tmp");
-    let write_error = |source| Error::Data(DataError::Write { path: path.clone(), source });
-    std::fs::write(&tmp, text + "\n").map_err(write_error)?;
-    std::fs::rename(&tmp, &path).map_err(write_error)?;
-    Ok(())
+    Ok(data::write_atomically(&path, (text + "\n").as_bytes())?)
 }
 
 impl WrittenFile {

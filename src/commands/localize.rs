@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use tch::Device;
 
 use crate::commands::eval::input_plan;
-use crate::data::{self, DataSource};
+use crate::data::{self, DataError, DataSource};
 use crate::localize::{self, chart, ranking::Ranking, Request};
 use crate::model::LoadedModel;
 use crate::spec::Spec;
@@ -71,11 +71,10 @@ pub fn localize(model_path: &Path, options: &LocalizeOptions) -> Result<Ranking,
     };
     let ranking = localize::localize(&request)?;
 
-    let write_error = |path: &Path, e: std::io::Error| Error::Mismatch(format!("cannot write `{}`: {e}", path.display()));
-    std::fs::create_dir_all(&options.out).map_err(|e| write_error(&options.out, e))?;
-    let json = serde_json::to_string_pretty(&ranking).map_err(|e| Error::Mismatch(format!("serialising the ranking: {e}")))?;
+    std::fs::create_dir_all(&options.out).map_err(|source| DataError::Write { path: options.out.clone(), source })?;
+    let json = serde_json::to_string_pretty(&ranking).map_err(|e| DataError::format(&targets[0], e.to_string()))?;
     for (path, text) in targets.iter().zip([json + "\n", chart::svg(&ranking)]) {
-        std::fs::write(path, text).map_err(|e| write_error(path, e))?;
+        data::write_atomically(path, text.as_bytes())?;
     }
     Ok(ranking)
 }

@@ -428,7 +428,9 @@ pub fn write_npy<T: NpyElement>(path: &Path, shape: &[usize], data: &[T]) -> Res
     write_atomically(path, &bytes)
 }
 
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
+/// Writes `bytes` to `path` through a temporary file in the same folder renamed over it, so a
+/// reader never sees half a file and a failed write leaves the old file in place.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), DataError> {
     let write_error = |source| DataError::Write { path: path.to_path_buf(), source };
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p,
