@@ -53,12 +53,13 @@ impl Attack {
         Ok(())
     }
 
-    /// Adversarial versions of `pixels` for `labels`. `first_index` numbers the batch's first
-    /// example for the random start, `seed` picks the stream.
-    pub fn run(&self, classifier: &Classifier, pixels: &Tensor, labels: &Tensor, seed: u64, first_index: u64) -> Result<Tensor, LowerError> {
+    /// Adversarial versions of `pixels` for `labels`. `examples` are the rows' example indices
+    /// (their dataset positions) that seed each row's random start with `seed`; rows past them
+    /// (filling a fixed batch) reuse the last.
+    pub fn run(&self, classifier: &Classifier, pixels: &Tensor, labels: &Tensor, seed: u64, examples: &[usize]) -> Result<Tensor, LowerError> {
         let start = match (self.method, self.random_start) {
             (AttackMethod::Pgd, true) => {
-                let noise = uniform_start(pixels, self.eps, seed, first_index)?;
+                let noise = uniform_start(pixels, self.eps, seed, examples)?;
                 pixels.f_add(&noise)?.f_clamp(0.0, 1.0)?
             }
             _ => pixels.shallow_clone(),
@@ -82,14 +83,15 @@ impl Attack {
     }
 }
 
-/// Uniform noise in [-eps, eps] shaped like `pixels`, one Pcg64 stream per example.
-fn uniform_start(pixels: &Tensor, eps: f32, seed: u64, first_index: u64) -> Result<Tensor, tch::TchError> {
+/// Uniform noise in [-eps, eps] shaped like `pixels`, one Pcg64 stream per example index.
+fn uniform_start(pixels: &Tensor, eps: f32, seed: u64, examples: &[usize]) -> Result<Tensor, tch::TchError> {
     let size = pixels.size();
     let rows = size[0] as usize;
     let per_row = pixels.numel() / rows.max(1);
     let mut values = Vec::with_capacity(rows * per_row);
-    for row in 0..rows as u64 {
-        let mut rng = Pcg64::seed_from_u64(seed ^ (first_index + row).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    for row in 0..rows {
+        let example = examples.get(row).or(examples.last()).copied().unwrap_or(row) as u64;
+        let mut rng = Pcg64::seed_from_u64(seed ^ example.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         values.extend((0..per_row).map(|_| rng.random_range(-eps..=eps)));
     }
     Tensor::f_from_slice(&values)?.f_reshape(size.as_slice())?.f_to_device(pixels.device())

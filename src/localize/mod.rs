@@ -319,7 +319,7 @@ impl SpectrumRun<'_> {
             let (pixels, labels, real) = labelled_batch(self.classifier.input, self.data, chunk)?;
             add(observer.observe(&pixels, &labels, real)?, false)?;
             if let Some(attack) = &attack {
-                let adversarial = attack.run(self.classifier, &pixels, &labels, seed, chunk[0] as u64)?;
+                let adversarial = attack.run(self.classifier, &pixels, &labels, seed, chunk)?;
                 let fooled = self.fooled(&adversarial, &labels, real)?;
                 succeeded += fooled.size()[0] as usize;
                 let obs = observer.observe(&adversarial, &labels, real)?;
