@@ -37,3 +37,10 @@ pub enum Error {
     #[error("{context}: {source}")]
     Torch { context: &'static str, source: tch::TchError },
 }
+
+impl Error {
+    /// Wraps a libtorch error of the step named by `context` (for `map_err`).
+    pub(crate) fn torch(context: &'static str) -> impl Fn(tch::TchError) -> Error {
+        move |source| Error::Torch { context, source }
+    }
+}

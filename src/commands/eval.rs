@@ -168,7 +168,7 @@ impl Runtimes {
         let real = images.len();
         let images = fill_fixed_batch(images, plan);
         let (shape, values) = plan.batch(&images)?;
-        let x = Tensor::f_from_slice(&values).and_then(|t| t.f_reshape(&shape)).map_err(torch_error)?;
+        let x = Tensor::f_from_slice(&values).and_then(|t| t.f_reshape(&shape)).map_err(Error::torch(COMPARING))?;
         let (mut out_shape, mut ort_out) = self.ort.run(&shape, values)?;
         let mut ours = self.lowered.predict(&x).map_err(|source| Error::Lower { path: self.path.clone(), source })?;
         if images.len() > real {
@@ -177,9 +177,9 @@ impl Runtimes {
             if let Some(rows) = out_shape.first_mut() {
                 *rows = real as i64;
             }
-            ours = ours.f_narrow(0, 0, real as i64).map_err(torch_error)?;
+            ours = ours.f_narrow(0, 0, real as i64).map_err(Error::torch(COMPARING))?;
         }
-        counts.add(&ours, &ort_out, &out_shape, labels).map_err(torch_error)
+        counts.add(&ours, &ort_out, &out_shape, labels).map_err(Error::torch(COMPARING))
     }
 }
 
@@ -226,9 +226,7 @@ impl Counts {
     }
 }
 
-fn torch_error(source: tch::TchError) -> Error {
-    Error::Torch { context: "comparing the outputs of the two runtimes", source }
-}
+const COMPARING: &str = "comparing the outputs of the two runtimes";
 
 impl fmt::Display for EvalReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -6,8 +6,9 @@
 //! join the failing side: the "adversarial-aware" spectrum), **spectrum** (per neuron, activation
 //! counts on failing vs passing inputs weighted by per-example weight-gradient magnitudes; a
 //! formula scores each neuron; a unit scores the mean of its neurons), and the baselines
-//! (`gradient`, `activation`, `random`) and our gradient `agreement` in the same interface. Inputs are processed batch by
-//! batch and only per-neuron sums are kept, so memory does not grow with the number of inputs.
+//! (`gradient`, `activation`, `random`) and our gradient `agreement` in the same interface.
+//! Inputs are processed batch by batch and only per-neuron sums are kept, so memory does not
+//! grow with the number of inputs.
 //! The model is only read: eval mode throughout, gradients asked of autograd, never
 //! accumulated into the weights.
 
@@ -41,7 +42,7 @@ use attack::Attack;
 use classifier::Classifier;
 use observe::Observer;
 use options::{AttackSpec, CollectSpec, Formula, LocalizeSpec, Method, Reference};
-use pixels::{torch, PixelInput};
+use pixels::PixelInput;
 use ranking::{order, AttackSummary, CollectSummary, Evidence, MethodOrder, RankedUnit, Ranking, Timings};
 use spectrum::Spectrum;
 use units::{Probes, UnitInfo};
@@ -125,8 +126,7 @@ pub fn localize(request: &Request) -> Result<Ranking, Error> {
     let infos: Vec<&UnitInfo> = probes.units.iter().map(|u| &u.info).collect();
     let scored = |method: Method, formula: Formula| -> Vec<f64> {
         match method {
-            Method::Spectrum => unit_scores(&columns, |n| spectrum.weighted_counts(n).score(formula)),
-            Method::Activation => unit_scores(&columns, |n| spectrum.counts(n).score(formula)),
+            Method::Spectrum | Method::Activation => unit_scores(&columns, |n| neuron_score(&spectrum, method, formula, n)),
             Method::Gradient => gradient.clone().unwrap_or_default(),
             Method::Agreement => agreement.clone().unwrap_or_default(),
             Method::Random => baselines::random_scores(infos.len(), request.seed),
@@ -228,8 +228,8 @@ fn collect(classifier: &Classifier, data: &Dataset, spec: &CollectSpec, batch: u
         let end = (start + batch).min(data.len());
         let b = classifier.input.pixels(&data.images(start..end))?;
         let predicted = classifier.predict(&b.pixels)?;
-        let predicted: Vec<i64> = Vec::try_from(&predicted.f_narrow(0, 0, b.real as i64).map_err(torch("reading predictions"))?)
-            .map_err(torch("reading predictions"))?;
+        let predicted: Vec<i64> = Vec::try_from(&predicted.f_narrow(0, 0, b.real as i64).map_err(Error::torch("reading predictions"))?)
+            .map_err(Error::torch("reading predictions"))?;
         for (i, p) in (start..end).zip(predicted) {
             if p == data.labels[i] { passing.push(i) } else { failures.push(i) }
         }
@@ -279,7 +279,7 @@ fn labelled_batch(input: &PixelInput, data: &Dataset, indices: &[usize]) -> Resu
     if let Some(&last) = labels.last() {
         labels.resize(rows, last);
     }
-    let labels = Tensor::f_from_slice(&labels).and_then(|t| t.f_to_device(b.pixels.device())).map_err(torch("building labels"))?;
+    let labels = Tensor::f_from_slice(&labels).and_then(|t| t.f_to_device(b.pixels.device())).map_err(Error::torch("building labels"))?;
     Ok((b.pixels, labels, b.real))
 }
 
@@ -303,7 +303,7 @@ impl SpectrumRun<'_> {
         let mut add = |obs: observe::Observation, failing: bool| -> Result<(), Failure> {
             let s = spectrum.get_or_insert_with(|| Spectrum::new(obs.active.size()[1] as usize));
             columns = obs.columns;
-            Ok(s.add(&obs.active, &obs.weights, failing).map_err(torch("adding to the spectrum"))?)
+            Ok(s.add(&obs.active, &obs.weights, failing).map_err(Error::torch("adding to the spectrum"))?)
         };
         let total = collected.failures.len() + collected.passing.len();
         let bar = images_bar(total as u64, self.progress);
@@ -325,8 +325,8 @@ impl SpectrumRun<'_> {
                 let obs = observer.observe(&adversarial, &labels, real)?;
                 let pick = |t: &Tensor| t.f_index_select(0, &fooled);
                 let obs = observe::Observation {
-                    active: pick(&obs.active).map_err(torch("selecting adversarial rows"))?,
-                    weights: pick(&obs.weights).map_err(torch("selecting adversarial rows"))?,
+                    active: pick(&obs.active).map_err(Error::torch("selecting adversarial rows"))?,
+                    weights: pick(&obs.weights).map_err(Error::torch("selecting adversarial rows"))?,
                     columns: obs.columns,
                 };
                 add(obs, true)?;
@@ -356,11 +356,12 @@ impl SpectrumRun<'_> {
     /// Row indices (among the first `real`) that the model now misclassifies.
     fn fooled(&self, adversarial: &Tensor, labels: &Tensor, real: usize) -> Result<Tensor, Failure> {
         let predicted = self.classifier.predict(adversarial)?;
-        let wrong = predicted.f_ne_tensor(labels).and_then(|t| t.f_narrow(0, 0, real as i64)).map_err(torch("comparing predictions"))?;
-        Ok(wrong.f_nonzero().and_then(|t| t.f_flatten(0, -1)).map_err(torch("comparing predictions"))?)
+        let wrong = predicted.f_ne_tensor(labels).and_then(|t| t.f_narrow(0, 0, real as i64)).map_err(Error::torch("comparing predictions"))?;
+        Ok(wrong.f_nonzero().and_then(|t| t.f_flatten(0, -1)).map_err(Error::torch("comparing predictions"))?)
     }
 }
 
+/// A neuron's suspiciousness: its weighted counts (`spectrum`) or plain ones (`activation`).
 fn neuron_score(spectrum: &Spectrum, method: Method, formula: Formula, n: usize) -> f64 {
     match method {
         Method::Activation => spectrum.counts(n).score(formula),

@@ -30,8 +30,8 @@ impl PixelInput {
             Layout::Nhwc => [1, 1, 1, plan.channels as i64],
         };
         let per_channel = |v: &[f32]| Tensor::f_from_slice(v).and_then(|t| t.f_reshape(shape)).and_then(|t| t.f_to_device(device));
-        let mean = per_channel(&plan.mean).map_err(torch("preparing the input normalisation"))?;
-        let std = per_channel(&plan.std).map_err(torch("preparing the input normalisation"))?;
+        let mean = per_channel(&plan.mean).map_err(Error::torch("preparing the input normalisation"))?;
+        let std = per_channel(&plan.std).map_err(Error::torch("preparing the input normalisation"))?;
         Ok(PixelInput { layout_only, scale: plan.scale as f64, mean, std, device })
     }
 
@@ -52,7 +52,7 @@ impl PixelInput {
         let pixels = Tensor::f_from_slice(&values)
             .and_then(|t| t.f_reshape(shape.as_slice()))
             .and_then(|t| t.f_to_device(self.device))
-            .map_err(torch("building a pixel batch"))?;
+            .map_err(Error::torch("building a pixel batch"))?;
         Ok(PixelBatch { pixels, real })
     }
 
@@ -60,8 +60,4 @@ impl PixelInput {
     pub fn normalise(&self, pixels: &Tensor) -> Result<Tensor, tch::TchError> {
         pixels.f_to_kind(Kind::Float)?.f_mul_scalar(self.scale)?.f_sub(&self.mean)?.f_div(&self.std)
     }
-}
-
-pub(crate) fn torch(context: &'static str) -> impl Fn(tch::TchError) -> Error {
-    move |source| Error::Torch { context, source }
 }
