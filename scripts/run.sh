@@ -5,7 +5,10 @@
 # and the lowered libtorch graph side by side, plus its accuracy under the 15 corruptions x 5
 # severities (first 2,000 test images; `eval --corruptions all` without --limit takes ~6 min),
 # then localize its most vulnerable block with the spec fixtures/specs/fashion_mnist_resnet20.yaml
-# (1,000 failures, PGD-augmented spectrum; ranking.json and ranking.svg go to out/localize).
+# (1,000 failures, PGD-augmented spectrum; ranking.json and ranking.svg go to out/localize),
+# then a short repair search on the top-ranked block (1 search epoch on 4,000 training images,
+# 1 training epoch of the derived cell; genotype.json, cell.ot and search.json go to out/search;
+# the benchmark's full defaults take about 11 minutes, docs/BENCHMARKS.md "Repair").
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -19,3 +22,6 @@ echo
 target/release/archrepair-onnx eval "$model" --data "$data" --limit 2000 --corruptions all
 echo
 target/release/archrepair-onnx localize "$model" --spec fixtures/specs/fashion_mnist_resnet20.yaml --out out/localize --force "$@"
+echo
+target/release/archrepair-onnx search "$model" --spec fixtures/specs/fashion_mnist_resnet20.yaml \
+  --epochs 1 --train-images 4000 --train-epochs 1 --out out/search --force

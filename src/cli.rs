@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use archrepair_onnx::commands::corruption_table::{parse_corruptions, parse_severities, CorruptionList, CorruptionOptions, SeverityList};
 use archrepair_onnx::data::corrupt::ParamSet;
 use archrepair_onnx::localize::options::{AttackMethod, Formula, Granularity, Method, Reference};
+use archrepair_onnx::search::options::{BlockChoice, Order};
 use archrepair_onnx::spec::Spec;
 use archrepair_onnx::data::{DataSource, Fit, Format, InputSpec, Layout, Split};
 
@@ -108,6 +109,82 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Replaces a block by a DARTS-style cell whose architecture and weights are searched
+    /// jointly on D_fail ∪ training images, trains the derived cell and reports before/after;
+    /// writes genotype.json, cell.ot and search.json (docs/search.md).
+    Search {
+        model: PathBuf,
+        #[command(flatten)]
+        data: DataArgs,
+        #[command(flatten)]
+        settings: SearchArgs,
+        /// Training images of the repair data (default: the spec's `train_data`, else the train
+        /// split of --data).
+        #[arg(long)]
+        train_data: Option<PathBuf>,
+        /// Use only the first N examples of the evaluation split.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Output folder (default: <model stem>-search).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Replace existing outputs.
+        #[arg(long)]
+        force: bool,
+        /// Continue the search from <out>/checkpoint (same spec, model, block and seed only).
+        #[arg(long)]
+        resume: bool,
+        /// Threads for libtorch (0: its default).
+        #[arg(long, default_value_t = 0)]
+        threads: usize,
+        /// Print search.json instead of the summary.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Flags overriding the spec's `seed`, `search` and `train` keys.
+#[derive(Debug, Args)]
+pub struct SearchArgs {
+    /// Block to replace: an id from `blocks`, or `auto` (the top of the localization ranking).
+    #[arg(long)]
+    pub block: Option<BlockChoice>,
+    /// Search epochs (search.epochs).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Epochs of the derived cell's training (train.epochs).
+    #[arg(long)]
+    pub train_epochs: Option<usize>,
+    /// Training images the search uses (search.train_images); the derived cell trains on
+    /// train.train_images (default: all).
+    #[arg(long)]
+    pub train_images: Option<usize>,
+    /// α gradient: first or second order (search.order).
+    #[arg(long)]
+    pub order: Option<Order>,
+    /// Replace the whole block instead of its residual branch (search.keep_shortcut: false).
+    #[arg(long)]
+    pub replace_shortcut: bool,
+    /// Failures kept as D_fail (collect.failures).
+    #[arg(long)]
+    pub failures: Option<usize>,
+    /// Seed of every random choice (seed).
+    #[arg(long)]
+    pub seed: Option<u64>,
+}
+
+impl SearchArgs {
+    pub fn apply(self, mut spec: Spec) -> Spec {
+        spec.search.block = self.block.unwrap_or(spec.search.block);
+        spec.search.epochs = self.epochs.unwrap_or(spec.search.epochs);
+        spec.train.epochs = self.train_epochs.unwrap_or(spec.train.epochs);
+        spec.search.train_images = self.train_images.or(spec.search.train_images);
+        spec.search.order = self.order.unwrap_or(spec.search.order);
+        spec.search.keep_shortcut &= !self.replace_shortcut;
+        spec.collect.failures = self.failures.unwrap_or(spec.collect.failures);
+        spec.seed = self.seed.unwrap_or(spec.seed);
+        spec
+    }
 }
 
 /// Flags overriding the spec's `seed`, `collect`, `attack` and `localize` keys.

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 
-use archrepair_onnx::commands::{blocks, corrupt, eval, inspect, localize};
+use archrepair_onnx::commands::{blocks, corrupt, eval, inspect, localize, search};
 
 mod cli;
 use cli::{Cli, Command};
@@ -93,6 +93,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let ranking = localize::localize(&model, &options).with_context(|| format!("localizing in `{}`", model.display()))?;
             emit(&ranking, json)?;
             let files: Vec<String> = localize::FILES.iter().map(|f| options.out.join(f).display().to_string()).collect();
+            eprintln!("wrote {}", files.join(", "));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Search { model, data, settings, train_data, limit, out, force, resume, threads, json } => {
+            let (data, spec) = data.into_parts()?;
+            let train = train_data.map(|path| archrepair_onnx::data::DataSource { path, split: archrepair_onnx::data::Split::Train, ..archrepair_onnx::data::DataSource::new("") });
+            let options = search::SearchOptions {
+                data,
+                train,
+                spec: settings.apply(spec),
+                limit,
+                out: out.unwrap_or_else(|| search::default_out(&model)),
+                force,
+                resume,
+                threads,
+                progress: std::io::stderr().is_terminal(),
+            };
+            let report = search::search(&model, &options).with_context(|| format!("searching a repair of `{}`", model.display()))?;
+            emit(&report, json)?;
+            let files: Vec<String> = search::FILES.iter().map(|f| options.out.join(f).display().to_string()).collect();
             eprintln!("wrote {}", files.join(", "));
             Ok(ExitCode::SUCCESS)
         }

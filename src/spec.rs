@@ -2,7 +2,8 @@
 //!
 //! Sections so far: `data` (the labelled split failures come from), `input` (how images become
 //! model input, docs/data.md), `seed`, and localization's `collect`, `attack` and `localize`
-//! (docs/localize.md); search, train, validate, gate and report join with the main command.
+//! (docs/localize.md), the repair search's `train_data`, `evaluate`, `search` and `train`
+//! (docs/search.md); validate, gate and report join with the main command.
 //! YAML parsing stays behind [`Spec::from_yaml`] so the YAML crate can be swapped in one place.
 
 use std::path::{Path, PathBuf};
@@ -11,6 +12,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::data::{DataSource, Format, InputSpec, Layout, Split};
 use crate::localize::options::{AttackSpec, CollectSpec, LocalizeSpec};
+use crate::search::options::{SearchSpec, TrainSpec};
 
 /// The only spec version this build reads.
 pub const SPEC_VERSION: u32 = 1;
@@ -33,6 +35,25 @@ pub struct Spec {
     pub attack: AttackSpec,
     #[serde(default)]
     pub localize: LocalizeSpec,
+    /// The training images of the repair data (D_fail ∪ training set).
+    #[serde(default)]
+    pub train_data: Option<DataSpec>,
+    /// More labelled sets the search measures before/after accuracy on (e.g. corruptions).
+    #[serde(default)]
+    pub evaluate: Vec<NamedData>,
+    #[serde(default)]
+    pub search: SearchSpec,
+    #[serde(default)]
+    pub train: TrainSpec,
+}
+
+/// One entry of `evaluate`: a name for the report and the data.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct NamedData {
+    pub name: String,
+    #[serde(flatten)]
+    pub data: DataSpec,
 }
 
 /// `data`: the labelled images (docs/data.md); command-line `--data` replaces it.
@@ -85,13 +106,16 @@ pub enum SpecError {
 }
 
 impl Spec {
-    /// Reads a spec file; a relative `data.path` becomes relative to the spec's folder.
+    /// Reads a spec file; relative data paths become relative to the spec's folder.
     pub fn load(path: &Path) -> Result<Spec, SpecError> {
         let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read { path: path.to_path_buf(), source })?;
         let mut spec = Spec::from_yaml(&text).map_err(|reason| SpecError::Invalid { path: path.to_path_buf(), reason })?;
-        if let (Some(data), Some(folder)) = (spec.data.as_mut(), path.parent()) {
-            if data.path.is_relative() {
-                data.path = folder.join(&data.path);
+        if let Some(folder) = path.parent() {
+            let extra = spec.evaluate.iter_mut().map(|e| &mut e.data);
+            for data in spec.data.iter_mut().chain(spec.train_data.iter_mut()).chain(extra) {
+                if data.path.is_relative() {
+                    data.path = folder.join(&data.path);
+                }
             }
         }
         Ok(spec)
@@ -155,6 +179,27 @@ mod tests {
         assert_eq!((data.path, data.format, data.split), (dir.path().join("images"), Some(crate::data::Format::Folder), crate::data::Split::Train));
         std::fs::write(&path, "version: 1\ndata: {path: x, format: zip}\n").unwrap();
         assert!(Spec::load(&path).unwrap_err().to_string().contains("zip"));
+    }
+
+    #[test]
+    fn search_sections_parse_with_defaults_and_their_paths_follow_the_spec() {
+        use crate::search::options::{BlockChoice, Order};
+        let spec = Spec::from_yaml("version: 1\nsearch: {block: 3, order: second, ops: [skip_connect, sep_conv_3x3]}\ntrain: {distill: 0.25}\n").unwrap();
+        assert_eq!((spec.search.block, spec.search.order, spec.search.nodes, spec.search.ops.len()), (BlockChoice::Id(3), Order::Second, 4, 2));
+        assert_eq!((spec.train.distill, spec.train.epochs, spec.search.keep_shortcut), (0.25, 4, true));
+        assert_eq!(Spec::from_yaml("version: 1\n").unwrap().train.distill, 0.5);
+        assert_eq!(Spec::from_yaml("version: 1\nsearch: {block: auto}\n").unwrap().search.block, BlockChoice::Auto);
+        assert!(Spec::from_yaml("version: 1\nsearch: {block: first}\n").unwrap_err().contains("auto"));
+        assert!(Spec::from_yaml("version: 1\nsearch: {epoch: 3}\n").unwrap_err().contains("epochs"));
+        assert!(Spec::from_yaml("version: 1\nevaluate: [{name: fog, path: f.npy, severty: 3}]\n").unwrap_err().contains("severty"));
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("repair.yaml");
+        std::fs::write(&path, "version: 1\ntrain_data: {path: train, split: train}\nevaluate: [{name: fog, path: c/fog.npy, severity: 3}]\n").unwrap();
+        let spec = Spec::load(&path).unwrap();
+        assert_eq!(spec.train_data.unwrap().path, dir.path().join("train"));
+        let fog = &spec.evaluate[0];
+        assert_eq!((fog.name.as_str(), fog.data.path.clone(), fog.data.severity), ("fog", dir.path().join("c/fog.npy"), Some(3)));
     }
 
     #[test]

@@ -32,21 +32,11 @@ pub const FILES: [&str; 2] = ["ranking.json", "ranking.svg"];
 
 /// The default output folder for `model`: `<model file stem>-localize` in the working folder.
 pub fn default_out(model: &Path) -> PathBuf {
-    let stem = model.file_stem().map_or("model".into(), |s| s.to_string_lossy().into_owned());
-    PathBuf::from(format!("{stem}-localize"))
+    super::default_out(model, "localize")
 }
 
 pub fn localize(model_path: &Path, options: &LocalizeOptions) -> Result<Ranking, Error> {
-    // Refuse before the long work, not after it.
-    let targets: Vec<PathBuf> = FILES.iter().map(|f| options.out.join(f)).collect();
-    if !options.force {
-        if let Some(existing) = targets.iter().find(|t| t.exists()) {
-            return Err(Error::Mismatch(format!(
-                "`{}` exists; pass --force to replace it, or choose another folder with --out",
-                existing.display()
-            )));
-        }
-    }
+    let targets = super::output_files(&options.out, &FILES, options.force, "")?;
     let model = LoadedModel::open(model_path)?;
     let mut dataset = data::open(&options.data)?;
     if let Some(limit) = options.limit {

@@ -16,3 +16,17 @@ pub(crate) fn images_bar(len: u64, visible: bool) -> ProgressBar {
     );
     bar
 }
+
+/// A bar over `len` optimisation steps; its message carries epoch, loss, accuracy, genotype.
+pub(crate) fn steps_bar(len: u64, visible: bool) -> ProgressBar {
+    if !visible {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    bar.set_style(
+        ProgressStyle::with_template("[{bar:24}] {pos}/{len} steps (eta {eta}) {wide_msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
+    );
+    bar
+}

@@ -22,7 +22,7 @@ pub use image::Image;
 pub use input::{Fit, InputPlan, InputSpec, ModelInput};
 pub use layout::Layout;
 pub use npy::{write_atomically, write_npy, NpyElement};
-pub use source::{open, DataSource, Format, Split};
+pub use source::{detect, open, DataSource, Format, Split};
 
 use std::path::PathBuf;
 

@@ -30,10 +30,17 @@ impl<'a> Classifier<'a> {
     /// Cross-entropy of `output` against `labels`, summed over the batch: the gradient of the
     /// sum w.r.t. example i's values is example i's own gradient.
     pub fn loss(&self, output: &Tensor, labels: &Tensor) -> Result<Tensor, tch::TchError> {
+        self.log_probabilities(output)?.f_nll_loss(&labels.f_to_device(output.device())?, None::<Tensor>, Reduction::Sum, -100)
+    }
+
+    /// Log-probabilities [batch, classes] of a model output (logits or probabilities).
+    pub fn log_probabilities(&self, output: &Tensor) -> Result<Tensor, tch::TchError> {
         let output = output.f_flatten(1, -1)?;
-        let log_probabilities =
-            if self.probabilities { output.f_clamp_min(1e-12)?.f_log()? } else { output.f_log_softmax(-1, tch::Kind::Float)? };
-        log_probabilities.f_nll_loss(&labels.f_to_device(output.device())?, None::<Tensor>, Reduction::Sum, -100)
+        if self.probabilities {
+            output.f_clamp_min(1e-12)?.f_log()
+        } else {
+            output.f_log_softmax(-1, tch::Kind::Float)
+        }
     }
 
     /// Predicted classes of a pixel batch.

@@ -187,7 +187,7 @@ pub fn localize(request: &Request) -> Result<Ranking, Error> {
 }
 
 /// An error of a stage that runs the model: running it, or anything else (already an [`Error`]).
-pub(crate) enum Failure {
+pub enum Failure {
     Lower(crate::lower::LowerError),
     Other(Error),
 }
@@ -210,12 +210,24 @@ impl From<crate::lower::LowerError> for Failure {
     }
 }
 
+impl Failure {
+    /// The library error, naming `model` when running it failed.
+    pub(crate) fn in_model(self, model: &std::path::Path) -> Error {
+        match self {
+            Failure::Lower(source) => Error::Lower { path: model.to_path_buf(), source },
+            Failure::Other(e) => e,
+        }
+    }
+}
+
 /// Names the model file in errors of running it.
 fn lower_error<'a>(request: &'a Request) -> impl Fn(Failure) -> Error + 'a {
-    move |failure| match failure {
-        Failure::Lower(source) => Error::Lower { path: request.model_path.to_path_buf(), source },
-        Failure::Other(e) => e,
-    }
+    move |failure| failure.in_model(request.model_path)
+}
+
+/// The collect stage alone (for the search): D_fail and the passing sample of `data`.
+pub(crate) fn collect_failures(classifier: &Classifier, data: &Dataset, spec: &CollectSpec, seed: u64, progress: bool) -> Result<Collected, Failure> {
+    collect(classifier, data, spec, classifier.input.batch_size(256), seed, progress)
 }
 
 /// Runs the model on every example; keeps up to `spec.failures` misclassified ones (a seeded

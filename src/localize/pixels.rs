@@ -35,6 +35,15 @@ impl PixelInput {
         Ok(PixelInput { layout_only, scale: plan.scale as f64, mean, std, device })
     }
 
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
+    /// The batch size the model fixes, if it does.
+    pub fn fixed_batch(&self) -> Option<usize> {
+        self.layout_only.batch
+    }
+
     /// Images per batch: the model's fixed batch size, or `preferred`.
     pub fn batch_size(&self, preferred: usize) -> usize {
         self.layout_only.batch.unwrap_or(preferred).max(1)

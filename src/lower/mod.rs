@@ -11,6 +11,7 @@ mod exec;
 mod indexing;
 pub mod ops;
 mod probe;
+mod splice;
 mod window;
 
 use std::collections::{BTreeMap, HashMap};
@@ -21,6 +22,7 @@ use crate::graph::Graph;
 use crate::onnx::{Tensor as OnnxTensor, TensorData};
 
 pub use error::LowerError;
+pub use splice::{Replacement, Splice};
 use ops::{Op, Parsed};
 
 /// What a constant tensor is for; a tensor used in several roles takes the strongest.
@@ -163,7 +165,18 @@ impl LoweredModel {
     }
 
     /// Runs the steps, handing every value a step produces (slot, tensor) to `seen`.
-    fn run(&self, x: &Tensor, train: bool, mut seen: impl FnMut(usize, &Tensor)) -> Result<Tensor, LowerError> {
+    fn run(&self, x: &Tensor, train: bool, seen: impl FnMut(usize, &Tensor)) -> Result<Tensor, LowerError> {
+        self.run_steps(x, train, None, seen)
+    }
+
+    /// [`LoweredModel::run`], optionally with a spliced stretch replaced (splice.rs).
+    fn run_steps(
+        &self,
+        x: &Tensor,
+        train: bool,
+        mut splice: Option<(&Splice, &mut Replacement)>,
+        mut seen: impl FnMut(usize, &Tensor),
+    ) -> Result<Tensor, LowerError> {
         let mut values: Vec<Option<Tensor>> = (0..self.slot_count).map(|_| None).collect();
         for (slot, t) in &self.bound {
             values[*slot] = Some(t.shallow_clone());
@@ -171,7 +184,27 @@ impl LoweredModel {
         let x = x.f_to_device(self.vs.device())?;
         seen(self.input_slot, &x);
         values[self.input_slot] = Some(x);
-        for step in &self.steps {
+        for (index, step) in self.steps.iter().enumerate() {
+            if let Some((plan, replacement)) = splice.as_mut() {
+                match Self::splice_step(plan, index) {
+                    splice::SpliceStep::Run => {}
+                    skipped => {
+                        if let splice::SpliceStep::Replace { entry, target } = skipped {
+                            let input = values[entry].as_ref().ok_or_else(|| LowerError::Tensor {
+                                tensor: format!("#{entry}"),
+                                reason: "the spliced stretch's entry was not computed".into(),
+                            })?;
+                            let value = replacement(input)?;
+                            seen(target, &value);
+                            values[target] = Some(value);
+                        }
+                        for slot in &step.release {
+                            values[*slot] = None;
+                        }
+                        continue;
+                    }
+                }
+            }
             let args: Vec<Option<&Tensor>> = step.inputs.iter().map(|s| s.and_then(|s| values[s].as_ref())).collect();
             let outs = exec::run(&step.op, &args, train).map_err(|e| match e {
                 exec::ExecError::Torch(source) => LowerError::Run { node: step.node.clone(), op_type: step.op_type.clone(), source },

@@ -14,4 +14,5 @@ mod lowering;
 mod onnx_io;
 mod onnx_schema;
 mod ops;
+mod search;
 mod subjects;

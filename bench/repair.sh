@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The repair benchmark (docs/BENCHMARKS.md, "Repair"): ArchRepair (`search`) on the Fashion-MNIST
+# ResNet-20 subject, with the embedded default spec (block chosen by localization), on this
+# machine; wall time and peak RSS from /usr/bin/time.
+#   scenario 1: D_fail = 1,000 failures of the clean test split; evaluation on test minus D_fail.
+#   scenario 2: D_fail = 1,000 failures of the test split under gaussian_noise severity 3;
+#               accuracy on that corruption (minus D_fail), on the 14 others and on clean test.
+#
+#   bench/repair.sh [OUT] [EXTRA SEARCH FLAGS...]     OUT default out/bench-repair
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+scripts/setup.sh >&2
+out="${1:-out/bench-repair}"
+shift || true
+bin="$root/target/release/archrepair-onnx"
+model=fixtures/subjects/fashion_mnist_resnet20.onnx
+fmnist=/usr/share/datasets/fashion-mnist
+mkdir -p "$out"
+
+echo "$(nproc) cores, $(date -u +%Y-%m-%d), $(git rev-parse --short HEAD)" >&2
+
+# Scenario 1.
+/usr/bin/time -f '%e %M' -o "$out/s1.time" "$bin" search "$model" \
+  --spec fixtures/specs/fashion_mnist_resnet20.yaml --out "$out/s1" --force "$@" > "$out/s1.txt"
+
+# Scenario 2: the corrupted test split at severity 3 (made once; kept across reruns).
+corrupted="$out/corrupted"
+if [ ! -f "$corrupted/manifest.json" ]; then
+  "$bin" corrupt --data "$fmnist" --out "$corrupted" --severities 3 --force > /dev/null
+fi
+corrupted_abs="$(cd "$corrupted" && pwd)"
+{
+  echo "version: 1"
+  echo "seed: 0"
+  echo "data: {path: $corrupted_abs/gaussian_noise.npy}"
+  echo "train_data: {path: $fmnist, split: train}"
+  echo "evaluate:"
+  echo "  - {name: clean, path: $fmnist, split: test}"
+  for c in shot_noise impulse_noise defocus_blur glass_blur motion_blur zoom_blur snow frost fog \
+           brightness contrast elastic_transform pixelate jpeg_compression; do
+    echo "  - {name: $c, path: $corrupted_abs/$c.npy}"
+  done
+  echo "collect: {failures: 1000}"
+  echo "attack: {method: pgd}"
+  echo "localize: {method: spectrum, formula: ochiai}"
+} > "$out/scenario2.yaml"
+/usr/bin/time -f '%e %M' -o "$out/s2.time" "$bin" search "$model" \
+  --spec "$out/scenario2.yaml" --out "$out/s2" --force "$@" > "$out/s2.txt"
+
+.venv/bin/python bench/repair_table.py "$out"

@@ -1,0 +1,351 @@
+//! Architecture-oriented search repair, the second half of ArchRepair: the chosen block (or its
+//! residual branch) becomes a DARTS-style cell whose architecture α and weights are optimised
+//! jointly on the repair data (D_fail ∪ training images) with everything else frozen; the
+//! derived discrete cell is then trained and the best epoch on a held-out slice kept.
+//!
+//! Stages: choose the block (`--block`, or the top of the localization ranking) → splice a
+//! search cell in its place → bi-level search (bilevel.rs) → derive the genotype → train the
+//! derived cell (train.rs) → measure before/after (metrics.rs).
+
+pub mod bilevel;
+pub mod cell;
+pub mod checkpoint;
+pub mod data;
+pub mod genotype;
+pub mod metrics;
+pub mod net;
+pub mod ops;
+pub mod optim;
+pub mod options;
+pub mod second_order;
+pub mod target;
+pub mod train;
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use serde::Serialize;
+use tch::{nn, Tensor};
+
+use crate::data::{Dataset, InputPlan};
+use crate::detect::detect;
+use crate::graph::Graph;
+use crate::localize::classifier::Classifier;
+use crate::localize::options::Granularity;
+use crate::localize::pixels::PixelInput;
+use crate::localize::{self, Failure};
+use crate::lower::{LoweredModel, Role};
+use crate::spec::Spec;
+use crate::Error;
+
+use bilevel::{EpochLog, SearchLoop};
+use data::RepairData;
+use genotype::Genotype;
+use metrics::{predictions, RepairMetrics, SetAccuracy};
+use net::SplicedNet;
+use options::BlockChoice;
+use target::Target;
+use train::{TrainEpoch, Trainer};
+
+/// Everything the search reads.
+pub struct Request<'a> {
+    pub graph: &'a Graph,
+    pub model: &'a LoweredModel,
+    pub plan: &'a InputPlan,
+    /// The split D_fail comes from, and on which before/after is measured.
+    pub eval: &'a Dataset,
+    /// The training images of the repair data.
+    pub train: &'a Dataset,
+    /// More labelled sets to measure before/after on (name, data).
+    pub extra: &'a [(String, Dataset)],
+    /// `seed`, `collect`, `attack`, `localize` (for `--block auto`), `search`, `train`.
+    pub spec: &'a Spec,
+    pub progress: bool,
+    pub model_path: &'a Path,
+    /// Folder of the per-epoch search checkpoint.
+    pub checkpoint: Option<PathBuf>,
+    pub resume: bool,
+}
+
+/// What the search produced; the derived cell's weights are in `cell`.
+pub struct Outcome {
+    pub report: SearchReport,
+    pub genotype: Genotype,
+    pub cell: nn::VarStore,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SearchReport {
+    pub format: u32,
+    pub version: String,
+    pub model: String,
+    pub seed: u64,
+    /// How the block was chosen: `given` or the localization method.
+    pub chosen_by: String,
+    pub target: Target,
+    pub cell: CellSummary,
+    pub genotype: Genotype,
+    pub genotype_text: String,
+    pub repair_data: RepairDataSummary,
+    pub search: Vec<EpochLog>,
+    /// softmax(α) at the end of the search, [edge][op], ops in `cell.ops` order.
+    pub mixing: Vec<Vec<f64>>,
+    /// Largest change of any α entry during the search (0: the architecture never moved).
+    pub alpha_max_change: f64,
+    pub search_stopped_by_budget: bool,
+    pub resumed_from_epoch: Option<usize>,
+    pub train: Vec<TrainEpoch>,
+    pub train_stopped_by_budget: bool,
+    pub kept: KeptModel,
+    pub metrics: RepairMetrics,
+    pub extra: Vec<SetAccuracy>,
+    pub seconds: StageSeconds,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CellSummary {
+    pub in_channels: i64,
+    pub out_channels: i64,
+    pub channels: i64,
+    pub stride: i64,
+    pub nodes: usize,
+    pub ops: Vec<String>,
+    /// Elements of the derived cell's weights, and of the block part it replaces.
+    pub params: i64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RepairDataSummary {
+    pub failures: usize,
+    pub training_images: usize,
+    pub half_a: usize,
+    pub half_b: usize,
+    /// Rows the derived cell trains on (failures repeated `oversample_failures` times).
+    pub training_rows: usize,
+    pub holdout: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct KeptModel {
+    pub phase: String,
+    pub epoch: usize,
+    pub holdout_accuracy: f64,
+    /// The subject's accuracy on the same held-out slice.
+    pub holdout_accuracy_before: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StageSeconds {
+    pub localize: f64,
+    pub collect: f64,
+    pub search: f64,
+    pub train: f64,
+    pub evaluate: f64,
+    pub total: f64,
+}
+
+/// The format of search.json.
+pub const FORMAT_VERSION: u32 = 1;
+
+pub fn search(request: &Request) -> Result<Outcome, Error> {
+    let started = Instant::now();
+    let spec = request.spec;
+    let (s, t) = (&spec.search, &spec.train);
+    let ops = ops::parse_ops(&s.ops).map_err(|e| Error::Mismatch(format!("search.ops: {e}")))?;
+    let named = |e: Failure| e.in_model(request.model_path);
+
+    // Which block.
+    let detection = detect(request.graph);
+    let (block_id, chosen_by) = match s.block {
+        BlockChoice::Id(id) => (id, "given".to_string()),
+        BlockChoice::Auto => {
+            let mut localize_spec = spec.localize.clone();
+            localize_spec.granularity = Granularity::Block;
+            let ranking = localize::localize(&localize::Request {
+                graph: request.graph,
+                model: request.model,
+                plan: request.plan,
+                data: request.eval,
+                collect: &spec.collect,
+                attack: &spec.attack,
+                localize: &localize_spec,
+                seed: spec.seed,
+                progress: request.progress,
+                model_path: request.model_path,
+            })?;
+            let top = ranking.units.first().ok_or_else(|| Error::Mismatch("localization ranked no block".into()))?;
+            (top.unit.id, format!("localize ({})", localize_spec.method))
+        }
+    };
+    let localize_seconds = started.elapsed().as_secs_f64();
+    let block = detection.blocks.iter().find(|b| b.id == block_id).ok_or_else(|| {
+        Error::Mismatch(format!(
+            "search.block: `{}` has no block {block_id}; it has {} (ids 0-{}), see `archrepair-onnx blocks`",
+            request.model_path.display(),
+            detection.blocks.len(),
+            detection.blocks.len().saturating_sub(1)
+        ))
+    })?;
+    let target = Target::new(request.graph, block, s.keep_shortcut).map_err(Error::Mismatch)?;
+    let splice = request.model.splice(&target.entry, &target.tensor).map_err(|source| Error::Lower { path: request.model_path.to_path_buf(), source })?;
+    let shape = target.cell_shape(s.channels, s.nodes.max(1));
+
+    // Freeze the backbone: no gradient flows into its weights unless the fine-tune asks.
+    let backbone: Vec<Tensor> = request.model.weights().iter().filter(|w| w.role == Role::Trainable).map(|w| w.tensor.shallow_clone()).collect();
+    for w in &backbone {
+        let _ = w.set_requires_grad(false);
+    }
+
+    let input = PixelInput::new(request.plan, request.model.device())?;
+    let classifier = Classifier::new(request.graph, request.model, &input);
+    let collect_started = Instant::now();
+    let collected = localize::collect_failures(&classifier, request.eval, &spec.collect, spec.seed, request.progress).map_err(named)?;
+    let mut data = RepairData::build(&input, request.eval, &collected.failures, request.train, s, t.train_images, spec.seed)?;
+    if t.distill > 0.0 {
+        data.add_teacher(&classifier).map_err(named)?;
+    }
+    let collect_seconds = collect_started.elapsed().as_secs_f64();
+
+    // Search.
+    let search_started = Instant::now();
+    tch::manual_seed(spec.seed as i64);
+    let supernet = SplicedNet::search(&classifier, &splice, shape, &ops);
+    check_cell_shape(&supernet, &target)?;
+    let fingerprint = fingerprint(request, &target);
+    let searched = SearchLoop {
+        spec: s,
+        ops: &ops,
+        data: &data,
+        seed: spec.seed,
+        progress: request.progress,
+        checkpoint: request.checkpoint.clone(),
+        resume: request.resume,
+        fingerprint,
+    }
+    .run(&supernet)
+    .map_err(named)?;
+    let search_seconds = search_started.elapsed().as_secs_f64();
+
+    // Train the derived cell.
+    let train_started = Instant::now();
+    tch::manual_seed(spec.seed as i64 ^ 0x7472);
+    let mut derived = SplicedNet::derived(&classifier, &splice, shape, &searched.genotype);
+    if t.inherit_weights {
+        derived.inherit(&supernet.vs);
+    }
+    drop(supernet);
+    let before_holdout = train::accuracy(&|p| classifier.predict(p), &data, &data.holdout).map_err(named)?;
+    let trained = Trainer { spec: t, data: &data, seed: spec.seed, progress: request.progress, backbone }.run(&derived).map_err(named)?;
+    let train_seconds = train_started.elapsed().as_secs_f64();
+
+    // Before / after.
+    let evaluate_started = Instant::now();
+    let before_fn = |p: &Tensor| classifier.predict(p);
+    let after_fn = |p: &Tensor| derived.predict(p);
+    let measure = |data: &Dataset, name: &str| -> Result<(Vec<i64>, Vec<i64>), Failure> {
+        Ok((
+            predictions(&before_fn, &input, data, &format!("{name}: subject"), request.progress)?,
+            predictions(&after_fn, &input, data, &format!("{name}: repaired"), request.progress)?,
+        ))
+    };
+    let (before, after) = measure(request.eval, "evaluate").map_err(named)?;
+    let metrics = RepairMetrics::new(&before, &after, &request.eval.labels, &collected.failures);
+    let mut extra = Vec::new();
+    for (name, set) in request.extra {
+        let (b, a) = measure(set, name).map_err(named)?;
+        extra.push(SetAccuracy { name: name.clone(), evaluated: set.len(), before: metrics::accuracy(&b, &set.labels), after: metrics::accuracy(&a, &set.labels) });
+    }
+    let evaluate_seconds = evaluate_started.elapsed().as_secs_f64();
+
+    let params = derived.vs.trainable_variables().iter().map(|v| v.numel() as i64).sum();
+    let SplicedNet { vs: cell_vs, .. } = derived;
+    let report = SearchReport {
+        format: FORMAT_VERSION,
+        version: env!("CARGO_PKG_VERSION").to_string(),
+        model: request.model_path.display().to_string(),
+        seed: spec.seed,
+        chosen_by,
+        target,
+        cell: CellSummary {
+            in_channels: shape.in_channels,
+            out_channels: shape.out_channels,
+            channels: shape.channels,
+            stride: shape.stride,
+            nodes: shape.nodes,
+            ops: ops.iter().map(|o| o.to_string()).collect(),
+            params,
+        },
+        genotype_text: searched.genotype.to_string(),
+        genotype: searched.genotype.clone(),
+        repair_data: RepairDataSummary {
+            failures: data.failures,
+            training_images: data.pixels.size()[0] as usize - data.failures,
+            half_a: data.half_a.len(),
+            half_b: data.half_b.len(),
+            training_rows: data.training.len(),
+            holdout: data.holdout.len(),
+        },
+        search: searched.history,
+        mixing: searched.mixing,
+        alpha_max_change: searched.alpha_max_change,
+        search_stopped_by_budget: searched.stopped_by_budget,
+        resumed_from_epoch: searched.resumed_from_epoch,
+        train: trained.history,
+        train_stopped_by_budget: trained.stopped_by_budget,
+        kept: KeptModel { phase: trained.best.0, epoch: trained.best.1, holdout_accuracy: trained.holdout_accuracy, holdout_accuracy_before: before_holdout },
+        metrics,
+        extra,
+        seconds: StageSeconds {
+            localize: localize_seconds,
+            collect: collect_seconds,
+            search: search_seconds,
+            train: train_seconds,
+            evaluate: evaluate_seconds,
+            total: started.elapsed().as_secs_f64(),
+        },
+    };
+    Ok(Outcome { report, genotype: searched.genotype, cell: cell_vs })
+}
+
+/// The cell must produce exactly the replaced tensor's shape; checked once on a dummy batch
+/// (libtorch shape errors surface as panics in tch's module API, turned into an error here).
+fn check_cell_shape(net: &SplicedNet, target: &Target) -> Result<(), Error> {
+    let mut shape = vec![2i64];
+    shape.extend(&target.input_shape);
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        tch::no_grad(|| {
+            let x = Tensor::zeros(shape.as_slice(), (tch::Kind::Float, net.device()));
+            let weights = net.alpha.as_ref().map(cell::mixing_weights);
+            net.cell.forward_t(&x, weights.as_ref(), false).size()
+        })
+    }));
+    match result {
+        Ok(size) if size[1..] == target.output_shape[..] => Ok(()),
+        Ok(size) => Err(Error::Mismatch(format!(
+            "the cell for {} produces {:?} per example, but the replaced tensor `{}` is {:?}; this block's stride or shape is not supported by the search cell",
+            target.describe(),
+            &size[1..],
+            target.tensor,
+            target.output_shape
+        ))),
+        Err(_) => Err(Error::Mismatch(format!("the search cell cannot run on {}'s input {:?}", target.describe(), target.input_shape))),
+    }
+}
+
+/// FNV-1a of everything that decides the search, except how long it runs (`epochs`, the
+/// budget): a checkpoint is only resumed by its own run, which may run longer.
+fn fingerprint(request: &Request, target: &Target) -> String {
+    let search = options::SearchSpec { epochs: 0, budget_minutes: None, ..request.spec.search.clone() };
+    let text = format!(
+        "{}|{}|{:?}|{:?}|{}|{}|{}",
+        request.model_path.display(),
+        request.spec.seed,
+        search,
+        request.spec.collect,
+        target.tensor,
+        request.eval.len(),
+        request.train.len()
+    );
+    let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3));
+    format!("{hash:016x}")
+}

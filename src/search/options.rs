@@ -1,0 +1,203 @@
+//! The spec sections of the repair search (`search`) and of the discrete block's training
+//! (`train`), with their defaults. The optimisation defaults are DARTS's (Liu et al., ICLR 2019);
+//! the repair-data and budget defaults are ours, sized for a 2-core machine (docs/search.md).
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// Which block to replace: one by id, or the top of the localization ranking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum BlockChoice {
+    #[default]
+    Auto,
+    Id(usize),
+}
+
+impl FromStr for BlockChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(BlockChoice::Auto),
+            id => id.parse().map(BlockChoice::Id).map_err(|_| format!("block `{id}`: expected a block id (see `archrepair-onnx blocks`) or `auto`")),
+        }
+    }
+}
+
+impl fmt::Display for BlockChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BlockChoice::Auto => f.write_str("auto"),
+            BlockChoice::Id(id) => write!(f, "{id}"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for BlockChoice {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Id(usize),
+            Name(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::Id(id) => Ok(BlockChoice::Id(id)),
+            Raw::Name(name) => name.parse().map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+impl Serialize for BlockChoice {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            BlockChoice::Auto => s.serialize_str("auto"),
+            BlockChoice::Id(id) => s.serialize_u64(*id as u64),
+        }
+    }
+}
+
+/// α updates: DARTS's first-order approximation, or its second-order (unrolled) gradient with
+/// the finite-difference Hessian-vector product.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Order {
+    #[default]
+    First,
+    Second,
+}
+
+impl FromStr for Order {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "first" => Ok(Order::First),
+            "second" => Ok(Order::Second),
+            other => Err(format!("unknown order `{other}`; expected first or second")),
+        }
+    }
+}
+
+/// `search`: the cell, the bi-level optimisation and the repair data.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SearchSpec {
+    pub block: BlockChoice,
+    /// Candidate operations on every edge (names in docs/search.md).
+    pub ops: Vec<String>,
+    /// Intermediate nodes of the cell.
+    pub nodes: usize,
+    /// Channels inside the cell; absent: the block's output channels.
+    pub channels: Option<usize>,
+    /// Keep the block's own shortcut (identity or projection) around the cell, which then
+    /// replaces only the residual branch. Ignored for blocks without a shortcut.
+    pub keep_shortcut: bool,
+    /// Search epochs over the repair data.
+    pub epochs: usize,
+    /// First epochs train the weights only; α stay at their initial values.
+    pub warmup_epochs: usize,
+    pub batch: usize,
+    /// Cell weights: SGD with momentum, cosine learning rate from `lr` to `lr_min`.
+    pub lr: f64,
+    pub lr_min: f64,
+    pub momentum: f64,
+    pub weight_decay: f64,
+    pub grad_clip: f64,
+    /// α: Adam.
+    pub alpha_lr: f64,
+    pub alpha_betas: [f64; 2],
+    pub alpha_weight_decay: f64,
+    pub order: Order,
+    /// At most this many skip_connect edges in the derived cell (the DARTS collapse guard).
+    pub max_skip: usize,
+    /// Training images the search uses (a seeded sample); absent: all of `train.train_images`.
+    pub train_images: Option<usize>,
+    /// Each failure appears this many times in the repair data.
+    pub oversample_failures: usize,
+    /// Share of the repair data held out to choose the repaired model (never the test split).
+    pub holdout: f64,
+    /// Wall-clock budget of the search in minutes; the search stops after the batch that
+    /// exceeds it. Absent: `epochs` decides alone.
+    pub budget_minutes: Option<f64>,
+}
+
+impl Default for SearchSpec {
+    fn default() -> Self {
+        SearchSpec {
+            block: BlockChoice::Auto,
+            ops: crate::search::ops::OpKind::ALL.iter().map(|o| o.name().to_string()).collect(),
+            nodes: 4,
+            channels: None,
+            keep_shortcut: true,
+            epochs: 2,
+            warmup_epochs: 0,
+            batch: 64,
+            lr: 0.025,
+            lr_min: 0.001,
+            momentum: 0.9,
+            weight_decay: 3e-4,
+            grad_clip: 5.0,
+            alpha_lr: 3e-4,
+            alpha_betas: [0.5, 0.999],
+            alpha_weight_decay: 1e-3,
+            order: Order::First,
+            max_skip: 2,
+            train_images: Some(12_000),
+            oversample_failures: 1,
+            holdout: 0.1,
+            budget_minutes: None,
+        }
+    }
+}
+
+/// `train`: the derived (discrete) block, then an optional whole-network fine-tune.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainSpec {
+    pub epochs: usize,
+    /// Training images the derived cell trains on (a seeded sample that contains the search's);
+    /// absent: the whole training set.
+    pub train_images: Option<usize>,
+    pub batch: usize,
+    /// SGD with momentum, cosine from `lr` to `lr_min`.
+    pub lr: f64,
+    pub lr_min: f64,
+    pub momentum: f64,
+    pub weight_decay: f64,
+    pub grad_clip: f64,
+    /// Start the discrete block from the weights its operations had at the end of the search
+    /// (joint architecture and weight search), instead of from scratch.
+    pub inherit_weights: bool,
+    /// Epochs of whole-network fine-tuning after the block's training (BatchNormalization
+    /// statistics stay frozen); 0 = none.
+    pub finetune_epochs: usize,
+    pub finetune_lr: f64,
+    /// Weight of a distillation term, KL(subject ‖ repaired) on the training images (not on
+    /// the failures), added to the cross-entropy: it holds the repaired net to the subject
+    /// where the subject is trusted, against breaking what worked. 0 = plain cross-entropy
+    /// (the paper's loss); the default 0.5 is chosen by the repair benchmark (docs/search.md).
+    pub distill: f64,
+    /// Wall-clock budget of the training in minutes (block and fine-tune together).
+    pub budget_minutes: Option<f64>,
+}
+
+impl Default for TrainSpec {
+    fn default() -> Self {
+        TrainSpec {
+            epochs: 4,
+            train_images: None,
+            batch: 64,
+            lr: 0.025,
+            lr_min: 0.001,
+            momentum: 0.9,
+            weight_decay: 3e-4,
+            grad_clip: 5.0,
+            inherit_weights: true,
+            finetune_epochs: 0,
+            finetune_lr: 1e-4,
+            distill: 0.5,
+            budget_minutes: None,
+        }
+    }
+}
