@@ -154,6 +154,14 @@ pub fn search(request: &Request) -> Result<Outcome, Error> {
     let ops = ops::parse_ops(&s.ops).map_err(|e| Error::Mismatch(format!("search.ops: {e}")))?;
     let named = |e: Failure| e.in_model(request.model_path);
 
+    let input = PixelInput::new(request.plan, request.model.device())?;
+    if let Some(fixed) = input.fixed_batch() {
+        return Err(Error::Mismatch(format!(
+            "`{}` fixes its batch size to {fixed}; the search trains on batches of other sizes, so re-export the model with a dynamic batch axis (e.g. torch.onnx.export(..., dynamic_axes={{'input': {{0: 'batch'}}}}))",
+            request.model_path.display()
+        )));
+    }
+
     // Which block.
     let detection = detect(request.graph);
     let (block_id, chosen_by) = match s.block {
@@ -196,7 +204,6 @@ pub fn search(request: &Request) -> Result<Outcome, Error> {
         let _ = w.set_requires_grad(false);
     }
 
-    let input = PixelInput::new(request.plan, request.model.device())?;
     let classifier = Classifier::new(request.graph, request.model, &input);
     let collect_started = Instant::now();
     let collected = localize::collect_failures(&classifier, request.eval, &spec.collect, spec.seed, request.progress).map_err(named)?;

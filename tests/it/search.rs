@@ -246,6 +246,27 @@ fn the_whole_network_fine_tune_moves_weights_but_never_bn_statistics() {
 }
 
 #[test]
+fn a_model_with_a_fixed_batch_size_is_refused_before_any_work() {
+    use archrepair_onnx::onnx::proto::{tensor_shape_proto::dimension, type_proto};
+    let dir = tempfile::tempdir().unwrap();
+    let mut proto = archrepair_onnx::onnx::load_model(&subject()).unwrap();
+    let graph = proto.graph.as_mut().unwrap();
+    for vi in graph.input.iter_mut().take(1).chain(graph.output.iter_mut()) {
+        let Some(type_proto::Value::TensorType(t)) = vi.r#type.as_mut().and_then(|t| t.value.as_mut()) else { panic!("tensor input") };
+        t.shape.as_mut().unwrap().dim[0].value = Some(dimension::Value::DimValue(4));
+    }
+    let fixed = dir.path().join("batch4.onnx");
+    archrepair_onnx::onnx::save_model(&proto, &fixed).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_archrepair-onnx"))
+        .args(["search", fixed.to_str().unwrap(), "--data", FASHION_MNIST, "--limit", "100", "--out", dir.path().join("out").to_str().unwrap()])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("fixes its batch size to 4") && stderr.contains("dynamic batch axis"), "{stderr}");
+}
+
+#[test]
 fn the_search_command_writes_its_files_and_refuses_to_overwrite() {
     let dir = tempfile::tempdir().unwrap();
     let spec = dir.path().join("tiny.yaml");
