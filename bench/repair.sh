@@ -5,6 +5,8 @@
 #   scenario 1: D_fail = 1,000 failures of the clean test split; evaluation on test minus D_fail.
 #   scenario 2: D_fail = 1,000 failures of the test split under gaussian_noise severity 3;
 #               accuracy on that corruption (minus D_fail), on the 14 others and on clean test.
+#   scenario 1b: D_fail = every failure of the first half of the clean test split (--limit 5000);
+#               accuracy also on the second half, which the repair never sees.
 #
 #   bench/repair.sh [OUT] [EXTRA SEARCH FLAGS...]     OUT default out/bench-repair
 set -euo pipefail
@@ -23,6 +25,15 @@ echo "$(nproc) cores, $(date -u +%Y-%m-%d), $(git rev-parse --short HEAD)" >&2
 # Scenario 1.
 /usr/bin/time -f '%e %M' -o "$out/s1.time" "$bin" search "$model" \
   --spec fixtures/specs/fashion_mnist_resnet20.yaml --out "$out/s1" --force "$@" > "$out/s1.txt"
+
+# Scenario 1b: D_fail from the first half of the test split, the second half unseen.
+{
+  cat fixtures/specs/fashion_mnist_resnet20.yaml
+  echo "evaluate:"
+  echo "  - {name: unseen test half, path: $fmnist, split: test, rows: [5000, 10000]}"
+} > "$out/scenario1b.yaml"
+/usr/bin/time -f '%e %M' -o "$out/s1b.time" "$bin" search "$model" \
+  --spec "$out/scenario1b.yaml" --limit 5000 --out "$out/s1b" --force "$@" > "$out/s1b.txt"
 
 # Scenario 2: the corrupted test split at severity 3 (made once; kept across reruns).
 corrupted="$out/corrupted"

@@ -9,14 +9,14 @@ def pct(v):
 
 
 def main(out: Path) -> None:
-    for scenario in ("s1", "s2"):
+    for scenario in ("s1", "s1b", "s2"):
         path = out / scenario / "search.json"
         if not path.exists():
             continue
         r = json.loads(path.read_text())
         seconds, kib = (out / f"{scenario}.time").read_text().split()
         m = r["metrics"]
-        print(f"### Scenario {scenario[1]}")
+        print(f"### Scenario {scenario[1:]}")
         print()
         print(f"block {r['target']['block']} ({'residual branch' if r['target']['keeps_shortcut'] else 'whole block'}, chosen by {r['chosen_by']}); genotype `{r['genotype_text']}`")
         print()
@@ -29,7 +29,7 @@ def main(out: Path) -> None:
         print(f"| held-out slice of the repair data | {pct(r['kept']['holdout_accuracy_before'])} | {pct(r['kept']['holdout_accuracy'])} |")
         for e in r["extra"]:
             print(f"| {e['name']} ({e['evaluated']} images) | {pct(e['before'])} | {pct(e['after'])} |")
-        if r["extra"]:
+        if any(e["name"] == "clean" for e in r["extra"]):
             others = [e for e in r["extra"] if e["name"] != "clean"]
             if others:
                 before = sum(e["before"] for e in others) / len(others)

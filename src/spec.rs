@@ -52,6 +52,10 @@ pub struct Spec {
 #[serde(deny_unknown_fields)]
 pub struct NamedData {
     pub name: String,
+    /// Only examples `[first, end)` of the set, e.g. the half of a test split that D_fail was
+    /// not drawn from (`--limit` keeps the other half for D_fail).
+    #[serde(default)]
+    pub rows: Option<[usize; 2]>,
     #[serde(flatten)]
     pub data: DataSpec,
 }
@@ -195,11 +199,11 @@ mod tests {
 
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("repair.yaml");
-        std::fs::write(&path, "version: 1\ntrain_data: {path: train, split: train}\nevaluate: [{name: fog, path: c/fog.npy, severity: 3}]\n").unwrap();
+        std::fs::write(&path, "version: 1\ntrain_data: {path: train, split: train}\nevaluate: [{name: fog, path: c/fog.npy, severity: 3, rows: [10, 20]}]\n").unwrap();
         let spec = Spec::load(&path).unwrap();
         assert_eq!(spec.train_data.unwrap().path, dir.path().join("train"));
         let fog = &spec.evaluate[0];
-        assert_eq!((fog.name.as_str(), fog.data.path.clone(), fog.data.severity), ("fog", dir.path().join("c/fog.npy"), Some(3)));
+        assert_eq!((fog.name.as_str(), fog.data.path.clone(), fog.data.severity, fog.rows), ("fog", dir.path().join("c/fog.npy"), Some(3), Some([10, 20])));
     }
 
     #[test]

@@ -66,7 +66,17 @@ pub fn search(model_path: &Path, options: &SearchOptions) -> Result<SearchReport
         .evaluate
         .iter()
         .map(|e| {
-            let set = data::open(&e.data.source())?;
+            let mut set = data::open(&e.data.source())?;
+            if let Some([first, end]) = e.rows {
+                if first >= end || end > set.len() {
+                    return Err(Error::Mismatch(format!(
+                        "evaluate `{}`: rows [{first}, {end}) do not fit its {} examples",
+                        e.name,
+                        set.len()
+                    )));
+                }
+                set = set.select(&(first..end).collect::<Vec<_>>())?;
+            }
             input_plan(&model, &options.spec.input, &set)?;
             Ok((e.name.clone(), set))
         })
