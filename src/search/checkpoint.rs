@@ -36,7 +36,7 @@ impl Checkpoint {
         let (json, archive) = files(folder);
         std::fs::create_dir_all(folder).map_err(|source| DataError::Write { path: folder.to_path_buf(), source })?;
         // Archive names are positional: libtorch archives treat '.' in a name as nesting.
-        let mut named: Vec<(String, Tensor)> = variables(net).into_iter().enumerate().map(|(i, t)| (format!("var_{i}"), t)).collect();
+        let mut named: Vec<(String, Tensor)> = net.cell_variables().into_iter().enumerate().map(|(i, t)| (format!("var_{i}"), t)).collect();
         if let Some(alpha) = &net.alpha {
             named.push(("alpha".into(), alpha.shallow_clone()));
         }
@@ -79,7 +79,7 @@ impl Checkpoint {
             let src = find(name)?;
             tch::no_grad(|| dst.shallow_clone().f_copy_(src)).map_err(Error::torch("restoring the checkpoint"))
         };
-        for (i, t) in variables(net).iter().enumerate() {
+        for (i, t) in net.cell_variables().iter().enumerate() {
             copy(t, &format!("var_{i}"))?;
         }
         if let Some(alpha) = &net.alpha {
@@ -97,11 +97,4 @@ impl Checkpoint {
         adam.steps = self.state.adam_steps;
         Ok(())
     }
-}
-
-/// The cell's variables (BatchNormalization buffers included) in name order.
-fn variables(net: &SplicedNet) -> Vec<Tensor> {
-    let mut all: Vec<(String, Tensor)> = net.vs.variables().into_iter().collect();
-    all.sort_by(|a, b| a.0.cmp(&b.0));
-    all.into_iter().map(|(_, t)| t).collect()
 }

@@ -89,10 +89,15 @@ impl<'a> SplicedNet<'a> {
 
     /// The cell's trainable weights, in a stable (name) order.
     pub fn cell_weights(&self) -> Vec<Tensor> {
-        let variables = self.vs.variables();
-        let mut names: Vec<&String> = variables.keys().filter(|n| variables[*n].requires_grad()).collect();
-        names.sort();
-        names.into_iter().map(|n| variables[n].shallow_clone()).collect()
+        self.cell_variables().into_iter().filter(Tensor::requires_grad).collect()
+    }
+
+    /// Every cell variable, BatchNormalization buffers included, in name order (for snapshots
+    /// and checkpoints, which pair tensors by position).
+    pub fn cell_variables(&self) -> Vec<Tensor> {
+        let mut all: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all.into_iter().map(|(_, t)| t).collect()
     }
 
     /// The current mixing weights softmax(α) as rows of f64.

@@ -65,10 +65,7 @@ impl Trainer<'_> {
     }
 
     fn state(&self, net: &SplicedNet) -> Vec<Tensor> {
-        let variables = net.vs.variables();
-        let mut names: Vec<&String> = variables.keys().collect();
-        names.sort();
-        names.into_iter().map(|n| variables[n].shallow_clone()).chain(self.backbone.iter().map(Tensor::shallow_clone)).collect()
+        net.cell_variables().into_iter().chain(self.backbone.iter().map(Tensor::shallow_clone)).collect()
     }
 
     pub fn run(&self, net: &SplicedNet) -> Result<Trained, Failure> {

@@ -19,7 +19,7 @@ use archrepair_onnx::onnx::tensor::encode_f32;
 use tch::{Device, Kind, Tensor};
 
 use crate::builders::{int, ints, model, node};
-use crate::support::{repo_root, venv_python};
+use crate::support::{repo_root, venv_python, with_fixed_batch};
 
 const FASHION_MNIST: &str = "/usr/share/datasets/fashion-mnist";
 
@@ -348,16 +348,8 @@ fn localize_command_writes_the_ranking_and_never_overwrites_it_silently() {
 
 #[test]
 fn a_model_with_a_fixed_batch_size_gets_filled_batches_and_the_same_ranking() {
-    use archrepair_onnx::onnx::proto::{tensor_shape_proto::dimension, type_proto};
     let dir = tempfile::tempdir().unwrap();
-    let mut proto = archrepair_onnx::onnx::load_model(&subject()).unwrap();
-    let graph = proto.graph.as_mut().unwrap();
-    for vi in graph.input.iter_mut().take(1).chain(graph.output.iter_mut()) {
-        let Some(type_proto::Value::TensorType(t)) = vi.r#type.as_mut().and_then(|t| t.value.as_mut()) else { panic!("tensor input") };
-        t.shape.as_mut().unwrap().dim[0].value = Some(dimension::Value::DimValue(4));
-    }
-    let fixed = dir.path().join("batch4.onnx");
-    save_model(&proto, &fixed).unwrap();
+    let fixed = with_fixed_batch(&subject(), dir.path(), 4);
     let data = fashion_mnist(200);
     // 10 failures and 10 passing inputs: batches of 4, 4 and 2 filled up to 4.
     let collect = CollectSpec { failures: 10, passing: Some(10) };

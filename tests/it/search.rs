@@ -21,7 +21,7 @@ use archrepair_onnx::localize::pixels::PixelInput;
 use archrepair_onnx::spec::Spec;
 use tch::{Device, Kind, Tensor};
 
-use crate::support::{fixture_models, repo_root};
+use crate::support::{fixture_models, repo_root, with_fixed_batch};
 
 const FASHION_MNIST: &str = "/usr/share/datasets/fashion-mnist";
 
@@ -247,16 +247,8 @@ fn the_whole_network_fine_tune_moves_weights_but_never_bn_statistics() {
 
 #[test]
 fn a_model_with_a_fixed_batch_size_is_refused_before_any_work() {
-    use archrepair_onnx::onnx::proto::{tensor_shape_proto::dimension, type_proto};
     let dir = tempfile::tempdir().unwrap();
-    let mut proto = archrepair_onnx::onnx::load_model(&subject()).unwrap();
-    let graph = proto.graph.as_mut().unwrap();
-    for vi in graph.input.iter_mut().take(1).chain(graph.output.iter_mut()) {
-        let Some(type_proto::Value::TensorType(t)) = vi.r#type.as_mut().and_then(|t| t.value.as_mut()) else { panic!("tensor input") };
-        t.shape.as_mut().unwrap().dim[0].value = Some(dimension::Value::DimValue(4));
-    }
-    let fixed = dir.path().join("batch4.onnx");
-    archrepair_onnx::onnx::save_model(&proto, &fixed).unwrap();
+    let fixed = with_fixed_batch(&subject(), dir.path(), 4);
     let output = Command::new(env!("CARGO_BIN_EXE_archrepair-onnx"))
         .args(["search", fixed.to_str().unwrap(), "--data", FASHION_MNIST, "--limit", "100", "--out", dir.path().join("out").to_str().unwrap()])
         .output()

@@ -47,3 +47,17 @@ fn onnx_files_in(dir: &Path) -> Vec<PathBuf> {
     assert!(!models.is_empty(), "no .onnx files in {}", dir.display());
     models
 }
+
+/// A copy of `model` in `dir` whose input and output fix the batch size to `batch`.
+pub fn with_fixed_batch(model: &Path, dir: &Path, batch: i64) -> PathBuf {
+    use archrepair_onnx::onnx::proto::{tensor_shape_proto::dimension, type_proto};
+    let mut proto = archrepair_onnx::onnx::load_model(model).unwrap();
+    let graph = proto.graph.as_mut().unwrap();
+    for vi in graph.input.iter_mut().take(1).chain(graph.output.iter_mut()) {
+        let Some(type_proto::Value::TensorType(t)) = vi.r#type.as_mut().and_then(|t| t.value.as_mut()) else { panic!("tensor input") };
+        t.shape.as_mut().unwrap().dim[0].value = Some(dimension::Value::DimValue(batch));
+    }
+    let fixed = dir.join(format!("batch{batch}.onnx"));
+    archrepair_onnx::onnx::save_model(&proto, &fixed).unwrap();
+    fixed
+}
