@@ -10,6 +10,7 @@ pub mod localize;
 pub mod lower;
 pub mod model;
 pub mod onnx;
+pub mod report;
 pub mod search;
 pub mod spec;
 pub mod validate;

@@ -12,12 +12,15 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::data::{DataSource, Format, InputSpec, Layout, Split};
 use crate::localize::options::{AttackSpec, CollectSpec, LocalizeSpec};
+use crate::report::gate::GateSpec;
+use crate::report::ReportSpec;
 use crate::search::options::{SearchSpec, TrainSpec};
+use crate::validate::options::ValidateSpec;
 
 /// The only spec version this build reads.
 pub const SPEC_VERSION: u32 = 1;
 
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Spec {
     /// Must be 1.
@@ -45,6 +48,41 @@ pub struct Spec {
     pub search: SearchSpec,
     #[serde(default)]
     pub train: TrainSpec,
+    /// How out.onnx is checked against the tch model and measured by onnxruntime.
+    #[serde(default)]
+    pub validate: ValidateSpec,
+    /// Thresholds that decide the exit code.
+    #[serde(default)]
+    pub gate: GateSpec,
+    #[serde(default)]
+    pub report: ReportSpec,
+    /// libtorch and onnxruntime threads (0: their defaults).
+    #[serde(default)]
+    pub threads: usize,
+    /// Where libtorch trains: `auto` (CUDA when present), `cpu` or `cuda`.
+    #[serde(default)]
+    pub device: DeviceChoice,
+}
+
+/// The spec's `device`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceChoice {
+    #[default]
+    Auto,
+    Cpu,
+    Cuda,
+}
+
+impl DeviceChoice {
+    pub fn device(self) -> Result<tch::Device, String> {
+        match self {
+            DeviceChoice::Auto => Ok(tch::Device::cuda_if_available()),
+            DeviceChoice::Cpu => Ok(tch::Device::Cpu),
+            DeviceChoice::Cuda if tch::Cuda::is_available() => Ok(tch::Device::Cuda(0)),
+            DeviceChoice::Cuda => Err("device: cuda, but libtorch sees no CUDA device; use `device: auto` or `cpu`".into()),
+        }
+    }
 }
 
 /// One entry of `evaluate`: a name for the report and the data.
@@ -120,6 +158,9 @@ impl Spec {
                 if data.path.is_relative() {
                     data.path = folder.join(&data.path);
                 }
+            }
+            if let Some(dir) = spec.report.dir.as_mut().filter(|d| d.is_relative()) {
+                *dir = folder.join(&*dir);
             }
         }
         Ok(spec)

@@ -3,7 +3,7 @@
 //! got right, D_fail excluded, now wrong). Measured with libtorch here; the main command
 //! re-measures the exported model with onnxruntime.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
 use crate::commands::progress::images_bar;
@@ -12,7 +12,7 @@ use crate::localize::pixels::PixelInput;
 use crate::localize::Failure;
 use crate::lower::LowerError;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RepairMetrics {
     pub evaluated: usize,
     pub failures: usize,
@@ -53,7 +53,7 @@ impl RepairMetrics {
 }
 
 /// Accuracy before and after on one more labelled set (e.g. a corruption).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SetAccuracy {
     pub name: String,
     pub evaluated: usize,

@@ -24,7 +24,7 @@ pub mod train;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tch::{nn, Tensor};
 
 use crate::data::{Dataset, InputPlan};
@@ -74,7 +74,7 @@ pub struct Outcome {
     pub cell: nn::VarStore,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SearchReport {
     pub format: u32,
     pub version: String,
@@ -102,7 +102,7 @@ pub struct SearchReport {
     pub seconds: StageSeconds,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CellSummary {
     pub in_channels: i64,
     pub out_channels: i64,
@@ -114,7 +114,7 @@ pub struct CellSummary {
     pub params: i64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RepairDataSummary {
     pub failures: usize,
     pub training_images: usize,
@@ -125,7 +125,7 @@ pub struct RepairDataSummary {
     pub holdout: usize,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct KeptModel {
     pub phase: String,
     pub epoch: usize,
@@ -134,7 +134,7 @@ pub struct KeptModel {
     pub holdout_accuracy_before: f64,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StageSeconds {
     pub localize: f64,
     pub collect: f64,

@@ -12,14 +12,14 @@
 
 use std::collections::HashSet;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::detect::{Block, BlockKind, Shortcut};
 use crate::graph::Graph;
 
 use super::cell::CellShape;
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Target {
     pub block: usize,
     pub entry: String,

@@ -1,5 +1,6 @@
 //! Running models in independent runtimes (onnxruntime now; tract later) to check our results.
 
+pub mod options;
 pub mod ort_runner;
 
 pub use ort_runner::{init_onnxruntime, onnxruntime_library, OrtModel, RuntimeError};
