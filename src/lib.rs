@@ -4,6 +4,7 @@
 pub mod commands;
 pub mod data;
 pub mod detect;
+pub mod export;
 mod error;
 pub mod graph;
 pub mod localize;

@@ -99,7 +99,7 @@ fn normalize_domain(domain: &str) -> String {
 
 /// Stable, unique, non-empty names: the model's name when it has one and no earlier node took
 /// it, else `<op_type>_<index>` (suffixed further if even that is taken).
-pub(crate) fn node_names(nodes: &[NodeProto]) -> Vec<String> {
+pub fn node_names(nodes: &[NodeProto]) -> Vec<String> {
     let explicit: HashSet<&str> = nodes.iter().map(|n| n.name()).filter(|n| !n.is_empty()).collect();
     let mut taken: HashSet<String> = HashSet::new();
     let mut names = Vec::with_capacity(nodes.len());

@@ -17,7 +17,7 @@ mod attributes;
 mod dims;
 mod error;
 mod fold;
-mod from_model;
+pub mod from_model;
 mod infer;
 pub mod patch;
 mod rules;

@@ -35,28 +35,28 @@ pub struct CellShape {
 /// convs, the second on the input shifted by one pixel, concatenated), so no pixel is dropped.
 #[derive(Debug)]
 pub enum Adapter {
-    Conv { conv: nn::Conv2D, bn: nn::BatchNorm },
+    Conv { conv: nn::Conv2D, bn: nn::BatchNorm, stride: i64 },
     FactorizedReduce { even: nn::Conv2D, odd: nn::Conv2D, bn: nn::BatchNorm },
 }
 
 impl Adapter {
     fn new(path: &nn::Path, shape: &CellShape) -> Adapter {
         let (cin, c) = (shape.in_channels, shape.channels);
-        let bn = nn::batch_norm2d(path / "bn", c, Default::default());
+        let bn = batch_norm(&(path / "bn"), c);
         if shape.stride == 2 && c >= 2 {
             let cfg = nn::ConvConfig { stride: 2, bias: false, ..Default::default() };
             let half = c / 2;
             Adapter::FactorizedReduce { even: nn::conv2d(path / "even", cin, half, 1, cfg), odd: nn::conv2d(path / "odd", cin, c - half, 1, cfg), bn }
         } else {
             let cfg = nn::ConvConfig { stride: shape.stride, bias: false, ..Default::default() };
-            Adapter::Conv { conv: nn::conv2d(path / "conv", cin, c, 1, cfg), bn }
+            Adapter::Conv { conv: nn::conv2d(path / "conv", cin, c, 1, cfg), bn, stride: shape.stride }
         }
     }
 
     fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let x = x.relu();
         match self {
-            Adapter::Conv { conv, bn } => bn.forward_t(&conv.forward(&x), train),
+            Adapter::Conv { conv, bn, .. } => bn.forward_t(&conv.forward(&x), train),
             Adapter::FactorizedReduce { even, odd, bn } => {
                 let (h, w) = (x.size()[2], x.size()[3]);
                 // Shift by one pixel, zero-padded back to H x W: both halves get ceil(H/2).
@@ -115,7 +115,7 @@ impl Cell {
         let cfg = nn::ConvConfig { bias: false, ..Default::default() };
         let project = (
             nn::conv2d(root / "project" / "conv", shape.channels * shape.nodes as i64, shape.out_channels, 1, cfg),
-            nn::batch_norm2d(root / "project" / "bn", shape.out_channels, Default::default()),
+            batch_norm(&(root / "project" / "bn"), shape.out_channels),
         );
         Cell { shape, adapter, edges, project }
     }
@@ -171,6 +171,14 @@ impl Cell {
     pub fn mixing_shape(&self) -> [i64; 2] {
         [self.edges.len() as i64, self.ops_per_edge() as i64]
     }
+}
+
+/// BatchNormalization's epsilon in every cell layer (export writes the same value).
+pub const BN_EPS: f64 = 1e-5;
+
+/// A cell BatchNormalization layer: affine, epsilon [`BN_EPS`].
+pub fn batch_norm(path: &nn::Path, channels: i64) -> nn::BatchNorm {
+    nn::batch_norm2d(path, channels, nn::BatchNormConfig { eps: BN_EPS, ..Default::default() })
 }
 
 /// Softmax over each edge's candidates.

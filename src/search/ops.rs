@@ -99,7 +99,7 @@ fn dw_pw(path: &nn::Path, c: i64, kernel: i64, dilation: i64) -> DwPw {
         nn::ConvConfig { padding: dilation * (kernel - 1) / 2, dilation, groups: c, bias: false, ..Default::default() },
     );
     let pointwise = nn::conv2d(path / "pw", c, c, 1, nn::ConvConfig { bias: false, ..Default::default() });
-    DwPw { depthwise, pointwise, bn: nn::batch_norm2d(path / "bn", c, Default::default()), kernel, dilation }
+    DwPw { depthwise, pointwise, bn: super::cell::batch_norm(&(path / "bn"), c), kernel, dilation }
 }
 
 impl DwPw {

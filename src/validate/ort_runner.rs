@@ -22,6 +22,9 @@ pub enum RuntimeError {
 
     #[error("onnxruntime failed running `{model}`: {reason}")]
     Run { model: String, reason: String },
+
+    #[error("tract cannot run `{model}`: {reason}")]
+    Tract { model: String, reason: String },
 }
 
 /// Path of the onnxruntime shared library: `ORT_DYLIB_PATH` if set, else the one found in the
