@@ -4,12 +4,20 @@
 //! Every accuracy in [`OrtMeasures`] comes from onnxruntime running the input and output ONNX
 //! files, not from our own interpreter: the report states what the shipped file does.
 
+use std::path::{Path, PathBuf};
+
 use serde::{Deserialize, Serialize};
 
+use crate::data::{write_atomically, DataError};
 use crate::search::metrics::{RepairMetrics, SetAccuracy};
 use crate::search::SearchReport;
 
+mod charts;
 pub mod gate;
+pub mod html;
+pub mod markdown;
+mod summary;
+mod svg;
 
 /// The version of report.json's layout (schemas/report.schema.json).
 pub const SCHEMA_VERSION: u32 = 1;
@@ -145,4 +153,82 @@ pub enum ReportFormat {
     Json,
     Markdown,
     Html,
+}
+
+impl ReportFormat {
+    /// The file this format is written to inside the report folder.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            ReportFormat::Json => "report.json",
+            ReportFormat::Markdown => "report.md",
+            ReportFormat::Html => "report.html",
+        }
+    }
+}
+
+/// Writes report.json (always: tools and the gate's consumers read it) and, as `formats` asks,
+/// report.md and report.html into `dir`, creating it. Each file is replaced atomically, so a
+/// reader never sees half a report. Returns the paths written, report.json first.
+pub fn write(report: &Report, dir: &Path, formats: &[ReportFormat]) -> Result<Vec<PathBuf>, DataError> {
+    std::fs::create_dir_all(dir).map_err(|source| DataError::Write { path: dir.to_path_buf(), source })?;
+    let mut written = Vec::new();
+    for format in [ReportFormat::Json, ReportFormat::Markdown, ReportFormat::Html] {
+        if format != ReportFormat::Json && !formats.contains(&format) {
+            continue;
+        }
+        let path = dir.join(format.file_name());
+        let text = match format {
+            ReportFormat::Json => serde_json::to_string_pretty(report).map_err(|e| DataError::format(&path, e.to_string()))? + "\n",
+            ReportFormat::Markdown => markdown::markdown(report),
+            ReportFormat::Html => html::html(report),
+        };
+        write_atomically(&path, text.as_bytes())?;
+        written.push(path);
+    }
+    Ok(written)
+}
+
+/// The sample report of fixtures/report (a realistic gate-failed run), for the unit tests.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::Report;
+
+    pub fn sample_report() -> Report {
+        serde_json::from_str(include_str!("../../fixtures/report/sample-report.json")).expect("fixtures/report/sample-report.json is a Report")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use testing::sample_report;
+
+    #[test]
+    fn write_puts_json_always_and_the_asked_formats() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let nested = dir.path().join("a/b");
+        let report = sample_report();
+        let paths = write(&report, &nested, &[ReportFormat::Html]).expect("written");
+        assert_eq!(paths, vec![nested.join("report.json"), nested.join("report.html")]);
+        let json = std::fs::read_to_string(&paths[0]).expect("report.json");
+        assert!(json.ends_with("}\n") && json.contains("\n  \"schema_version\": 1,"), "{json}");
+        let back: Report = serde_json::from_str(&json).expect("report.json reads back");
+        assert_eq!(back.ranking.len(), report.ranking.len());
+        assert!(!nested.join("report.md").exists());
+
+        let all = write(&report, &nested, &[ReportFormat::Markdown, ReportFormat::Html, ReportFormat::Json]).expect("written");
+        assert_eq!(all.len(), 3);
+        assert!(std::fs::read_to_string(nested.join("report.md")).is_ok_and(|md| md.contains("GATE FAILED")));
+        let leftovers = std::fs::read_dir(&nested).map(|d| d.flatten().filter(|e| e.file_name().to_string_lossy().ends_with(".tmp")).count());
+        assert_eq!(leftovers.ok(), Some(0), "no temporary files left");
+    }
+
+    #[test]
+    fn write_reports_an_unwritable_folder() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("not-a-dir");
+        std::fs::write(&file, b"x").expect("file");
+        let error = write(&sample_report(), &file, &[]).expect_err("a file is no folder");
+        assert!(error.to_string().contains("not-a-dir"), "{error}");
+    }
 }

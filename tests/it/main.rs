@@ -15,5 +15,6 @@ mod lowering;
 mod onnx_io;
 mod onnx_schema;
 mod ops;
+mod report;
 mod search;
 mod subjects;
