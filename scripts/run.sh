@@ -6,9 +6,11 @@
 # severities (first 2,000 test images; `eval --corruptions all` without --limit takes ~6 min),
 # then localize its most vulnerable block with the spec fixtures/specs/fashion_mnist_resnet20.yaml
 # (1,000 failures, PGD-augmented spectrum; ranking.json and ranking.svg go to out/localize),
-# then a short repair search on the top-ranked block (1 search epoch on 4,000 training images,
-# 1 training epoch of the derived cell; genotype.json, cell.ot and search.json go to out/search;
-# the benchmark's full defaults take about 11 minutes, docs/BENCHMARKS.md "Repair").
+# then the main command: repair the top-ranked block with the spec fixtures/specs/demo.yaml
+# (1 search epoch on 4,000 training images, 1 training epoch of the derived cell), export
+# out/demo/repaired.onnx, validate it in onnxruntime and tract, measure before/after with
+# onnxruntime and apply the gate; the report goes to out/demo/repaired-report (json, md, html).
+# The benchmark's full defaults take about 11 minutes, docs/BENCHMARKS.md "Repair".
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -23,5 +25,5 @@ target/release/archrepair-onnx eval "$model" --data "$data" --limit 2000 --corru
 echo
 target/release/archrepair-onnx localize "$model" --spec fixtures/specs/fashion_mnist_resnet20.yaml --out out/localize --force "$@"
 echo
-target/release/archrepair-onnx search "$model" --spec fixtures/specs/fashion_mnist_resnet20.yaml \
-  --epochs 1 --train-images 4000 --train-epochs 1 --out out/search --force
+mkdir -p out/demo
+target/release/archrepair-onnx "$model" out/demo/repaired.onnx --spec fixtures/specs/demo.yaml --force

@@ -13,10 +13,56 @@ use archrepair_onnx::data::{DataSource, Fit, Format, InputSpec, Layout, Split};
 
 /// Repairs deployed ONNX image classifiers (ArchRepair: block-level architecture search).
 #[derive(Debug, Parser)]
-#[command(name = "archrepair-onnx", version, about, long_about = None)]
+///
+/// Main use: `archrepair-onnx in.onnx out.onnx --spec repair.yaml` (docs/user-guide.md). Exit
+/// codes: 0 repaired and gate passed, 1 ran but the gate failed (out.onnx still written, marked
+/// in its metadata), 2 usage, spec, model or data error.
+#[command(name = "archrepair-onnx", version, about, long_about = None, args_conflicts_with_subcommands = true)]
 pub struct Cli {
     #[command(subcommand)]
-    pub command: Command,
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub repair: RepairArgs,
+}
+
+/// The main command's arguments.
+#[derive(Debug, Args)]
+pub struct RepairArgs {
+    /// The model to repair (only read).
+    pub input: Option<PathBuf>,
+    /// Where the repaired model goes (written once, atomically, at the end).
+    pub output: Option<PathBuf>,
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[command(flatten)]
+    pub settings: SearchArgs,
+    /// Training images of the repair data (default: the spec's `train_data`, else the train
+    /// split of the data).
+    #[arg(long)]
+    pub train_data: Option<PathBuf>,
+    /// Use only the first N examples of the evaluation split.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Folder for the stage artifacts (genotype.json, cell.ot, search.json, checkpoint/);
+    /// default: <output stem>-dump beside the output.
+    #[arg(long)]
+    pub dump_dir: Option<PathBuf>,
+    /// Folder of report.json / report.md / report.html (default: the spec's `report.dir`, else
+    /// <output stem>-report beside the output).
+    #[arg(long)]
+    pub report_dir: Option<PathBuf>,
+    /// Continue the search from <dump dir>/checkpoint (same spec, model, block and seed only).
+    #[arg(long)]
+    pub resume: bool,
+    /// Replace an existing output file.
+    #[arg(long)]
+    pub force: bool,
+    /// Threads for libtorch and onnxruntime (default: the spec's `threads`, 0 = theirs).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Print report.json instead of the summary.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -8,10 +8,10 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 
-use archrepair_onnx::commands::{blocks, corrupt, eval, inspect, localize, search};
+use archrepair_onnx::commands::{blocks, corrupt, eval, inspect, localize, repair, search};
 
 mod cli;
-use cli::{Cli, Command};
+use cli::{Cli, Command, RepairArgs};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -38,7 +38,8 @@ fn emit(report: &(impl std::fmt::Display + serde::Serialize), json: bool) -> any
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    match cli.command {
+    let Some(command) = cli.command else { return run_repair(cli.repair) };
+    match command {
         Command::Inspect { model, json } => {
             let report = inspect::inspect(&model)?;
             emit(&report, json)?;
@@ -117,4 +118,44 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `archrepair-onnx in.onnx out.onnx --spec repair.yaml`.
+fn run_repair(args: RepairArgs) -> anyhow::Result<ExitCode> {
+    let (Some(input), Some(output)) = (args.input, args.output) else {
+        anyhow::bail!("usage: archrepair-onnx <IN.onnx> <OUT.onnx> --spec <repair.yaml> (or a subcommand; see --help)");
+    };
+    if args.data.spec.is_none() {
+        anyhow::bail!("no spec: pass --spec <repair.yaml> (docs/spec.md; fixtures/specs/ has examples)");
+    }
+    archrepair_onnx::validate::ort_runner::init_onnxruntime()?;
+    let (data, spec) = args.data.into_parts()?;
+    let mut spec = args.settings.apply(spec);
+    spec.threads = args.threads.unwrap_or(spec.threads);
+    let train = args.train_data.map(|path| archrepair_onnx::data::DataSource { path, split: archrepair_onnx::data::Split::Train, ..archrepair_onnx::data::DataSource::new("") });
+    let stem = output.file_stem().map_or("out".into(), |s| s.to_string_lossy().into_owned());
+    let report_dir = args.report_dir.or_else(|| spec.report.dir.clone()).unwrap_or_else(|| repair::default_report_dir(&output));
+    let options = repair::RepairOptions {
+        search: search::SearchOptions {
+            data,
+            train,
+            threads: spec.threads,
+            spec,
+            limit: args.limit,
+            out: args.dump_dir.unwrap_or_else(|| output.with_file_name(format!("{stem}-dump"))),
+            force: args.force,
+            resume: args.resume,
+            progress: std::io::stderr().is_terminal(),
+        },
+        output,
+        report_dir,
+    };
+    let (report, written) = repair::repair(&input, &options).with_context(|| format!("repairing `{}`", input.display()))?;
+    emit(&report, args.json)?;
+    let files: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
+    eprintln!("wrote {} and {}", options.output.display(), files.join(", "));
+    if report.exit_code != 0 {
+        eprintln!("gate failed: see the Gate section of the report; {} is written and marked `archrepair.gate: failed`", options.output.display());
+    }
+    Ok(ExitCode::from(report.exit_code as u8))
 }

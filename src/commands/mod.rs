@@ -6,6 +6,7 @@ pub mod corruption_table;
 pub mod eval;
 pub mod inspect;
 pub mod localize;
+pub mod repair;
 pub mod search;
 pub(crate) mod progress;
 

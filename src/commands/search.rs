@@ -40,8 +40,17 @@ pub fn default_out(model: &Path) -> PathBuf {
     super::default_out(model, "search")
 }
 
-pub fn search(model_path: &Path, options: &SearchOptions) -> Result<SearchReport, Error> {
-    let targets = super::output_files(&options.out, &FILES, options.force || options.resume, ", --resume to continue its search")?;
+/// What a search reads, opened and checked against the model before any long work.
+pub(crate) struct Prepared {
+    pub model: LoadedModel,
+    pub eval: data::Dataset,
+    pub train: data::Dataset,
+    pub extra: Vec<(String, data::Dataset)>,
+    pub plan: crate::data::InputPlan,
+}
+
+/// Opens the model, the evaluation split, the training images and the `evaluate` sets.
+pub(crate) fn prepare(model_path: &Path, options: &SearchOptions) -> Result<Prepared, Error> {
     let model = LoadedModel::open(model_path)?;
     let mut eval = data::open(&options.data)?;
     if let Some(limit) = options.limit {
@@ -84,29 +93,43 @@ pub fn search(model_path: &Path, options: &SearchOptions) -> Result<SearchReport
     if options.threads > 0 {
         tch::set_num_threads(options.threads as i32);
     }
-    let lowered = model.lower(Device::cuda_if_available())?;
-    let request = Request {
-        graph: &model.graph,
-        model: &lowered,
-        plan: &plan,
-        eval: &eval,
-        train: &train,
-        extra: &extra,
+    Ok(Prepared { model, eval, train, extra, plan })
+}
+
+/// Runs the search on prepared inputs with libtorch on `device`.
+pub(crate) fn run_search(p: &Prepared, lowered: &crate::lower::LoweredModel, model_path: &Path, options: &SearchOptions) -> Result<search::Outcome, Error> {
+    search::search(&Request {
+        graph: &p.model.graph,
+        model: lowered,
+        plan: &p.plan,
+        eval: &p.eval,
+        train: &p.train,
+        extra: &p.extra,
         spec: &options.spec,
         progress: options.progress,
         model_path,
         checkpoint: Some(options.out.join("checkpoint")),
         resume: options.resume,
-    };
-    let outcome = search::search(&request)?;
+    })
+}
 
-    std::fs::create_dir_all(&options.out).map_err(|source| DataError::Write { path: options.out.clone(), source })?;
+pub fn search(model_path: &Path, options: &SearchOptions) -> Result<SearchReport, Error> {
+    let targets = super::output_files(&options.out, &FILES, options.force || options.resume, ", --resume to continue its search")?;
+    let prepared = prepare(model_path, options)?;
+    let lowered = prepared.model.lower(Device::cuda_if_available())?;
+    let outcome = run_search(&prepared, &lowered, model_path, options)?;
+    write_outputs(&outcome, &options.out, &targets)?;
+    Ok(outcome.report)
+}
+
+/// genotype.json, cell.ot and search.json into `out`.
+pub(crate) fn write_outputs(outcome: &search::Outcome, out: &Path, targets: &[PathBuf]) -> Result<(), Error> {
+    std::fs::create_dir_all(out).map_err(|source| DataError::Write { path: out.to_path_buf(), source })?;
     write_json(&outcome.genotype, &targets[0])?;
     let tmp = targets[1].with_extension("ot.tmp");
     outcome.cell.save(&tmp).map_err(|e| DataError::format(&targets[1], e.to_string()))?;
     std::fs::rename(&tmp, &targets[1]).map_err(|source| DataError::Write { path: targets[1].clone(), source })?;
-    write_json(&outcome.report, &targets[2])?;
-    Ok(outcome.report)
+    write_json(&outcome.report, &targets[2])
 }
 
 /// The train split of the evaluation data's path, for formats that store splits (IDX, CIFAR-10
@@ -130,7 +153,7 @@ fn train_split_of(data: &DataSource) -> Result<DataSource, Error> {
     Ok(DataSource { split: Split::Train, corruption_severity: None, ..data.clone() })
 }
 
-fn write_json(value: &impl serde::Serialize, path: &Path) -> Result<(), Error> {
+pub(crate) fn write_json(value: &impl serde::Serialize, path: &Path) -> Result<(), Error> {
     let text = serde_json::to_string_pretty(value).map_err(|e| DataError::format(path, e.to_string()))?;
     Ok(data::write_atomically(path, (text + "\n").as_bytes())?)
 }

@@ -54,3 +54,32 @@ impl GateSpec {
         GateOutcome { passed: checks.iter().all(|c| c.passed), checks }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::Latency;
+    use crate::search::metrics::{RepairMetrics, SetAccuracy};
+
+    fn measured() -> OrtMeasures {
+        let evaluation = RepairMetrics::new(&[0, 1, 1, 0], &[1, 1, 0, 0], &[1, 1, 1, 0], &[0]);
+        OrtMeasures {
+            evaluation,
+            sets: vec![SetAccuracy { name: "fog".into(), evaluated: 10, before: 0.5, after: 0.4 }],
+            latency: Latency { batch: 4, images: 4, before_ms: 1.0, after_ms: 1.5, ratio: 1.5 },
+        }
+    }
+
+    #[test]
+    fn absent_thresholds_pass_and_each_set_threshold_is_checked_on_its_side() {
+        let m = measured();
+        assert!(GateSpec::default().check(&m).passed && GateSpec::default().check(&m).checks.is_empty());
+        // Repair rate 1/1, break rate 1/3 (example 2 was right and is wrong after).
+        let ok = GateSpec { min_repair_rate: Some(1.0), max_break_rate: Some(0.34), max_latency_ratio: Some(1.5), ..GateSpec::default() }.check(&m);
+        assert!(ok.passed, "{ok:?}");
+        let failed = GateSpec { max_break_rate: Some(0.3), min_set_delta: Some(-0.05), ..GateSpec::default() }.check(&m);
+        assert!(!failed.passed);
+        let verdicts: Vec<(&str, bool)> = failed.checks.iter().map(|c| (c.key.as_str(), c.passed)).collect();
+        assert_eq!(verdicts, vec![("gate.min_set_delta (fog)", false), ("gate.max_break_rate", false)]);
+    }
+}

@@ -232,3 +232,10 @@ mod tests {
         assert!(error.to_string().contains("not-a-dir"), "{error}");
     }
 }
+
+impl std::fmt::Display for Report {
+    /// The Markdown summary (what report.md holds).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&markdown::markdown(self))
+    }
+}

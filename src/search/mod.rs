@@ -71,7 +71,13 @@ pub struct Request<'a> {
 pub struct Outcome {
     pub report: SearchReport,
     pub genotype: Genotype,
+    /// The derived cell's variables; `layers` reads them.
     pub cell: nn::VarStore,
+    pub layers: cell::Cell,
+    /// The localization ranking, when the block was chosen by it (`block: auto`).
+    pub ranking: Option<localize::ranking::Ranking>,
+    /// D_fail: indices into the evaluation split.
+    pub failures: Vec<usize>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -164,6 +170,7 @@ pub fn search(request: &Request) -> Result<Outcome, Error> {
 
     // Which block.
     let detection = detect(request.graph);
+    let mut ranking_kept = None;
     let (block_id, chosen_by) = match s.block {
         BlockChoice::Id(id) => (id, "given".to_string()),
         BlockChoice::Auto => {
@@ -182,7 +189,9 @@ pub fn search(request: &Request) -> Result<Outcome, Error> {
                 model_path: request.model_path,
             })?;
             let top = ranking.units.first().ok_or_else(|| Error::Mismatch("localization ranked no block".into()))?;
-            (top.unit.id, format!("localize ({})", localize_spec.method))
+            let chosen = (top.unit.id, format!("localize ({})", localize_spec.method));
+            ranking_kept = Some(ranking);
+            chosen
         }
     };
     let localize_seconds = started.elapsed().as_secs_f64();
@@ -265,7 +274,7 @@ pub fn search(request: &Request) -> Result<Outcome, Error> {
     let evaluate_seconds = evaluate_started.elapsed().as_secs_f64();
 
     let params = derived.vs.trainable_variables().iter().map(|v| v.numel() as i64).sum();
-    let SplicedNet { vs: cell_vs, .. } = derived;
+    let SplicedNet { vs: cell_vs, cell: layers, .. } = derived;
     let report = SearchReport {
         format: FORMAT_VERSION,
         version: env!("CARGO_PKG_VERSION").to_string(),
@@ -311,7 +320,7 @@ pub fn search(request: &Request) -> Result<Outcome, Error> {
             total: started.elapsed().as_secs_f64(),
         },
     };
-    Ok(Outcome { report, genotype: searched.genotype, cell: cell_vs })
+    Ok(Outcome { report, genotype: searched.genotype, cell: cell_vs, layers, ranking: ranking_kept, failures: collected.failures })
 }
 
 /// The cell must produce exactly the replaced tensor's shape; checked once on a dummy batch
@@ -353,6 +362,5 @@ fn fingerprint(request: &Request, target: &Target) -> String {
         request.eval.len(),
         request.train.len()
     );
-    let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3));
-    format!("{hash:016x}")
+    crate::export::fnv1a(&text)
 }

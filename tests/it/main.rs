@@ -16,5 +16,6 @@ mod onnx_io;
 mod onnx_schema;
 mod ops;
 mod report;
+mod repair;
 mod search;
 mod subjects;

@@ -1,0 +1,149 @@
+//! The main command through the binary: `archrepair-onnx in.onnx out.onnx --spec`, its exit
+//! codes (0 gate passed, 1 gate failed with out.onnx still written and marked, 2 errors), the
+//! validated and fully checked out.onnx, the report files, and an interrupted run that leaves
+//! nothing behind.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use archrepair_onnx::export::{GATE_METADATA_KEY, METADATA_KEY};
+
+use crate::support::{repo_root, venv_python};
+
+const FASHION_MNIST: &str = "/usr/share/datasets/fashion-mnist";
+
+fn subject() -> PathBuf {
+    repo_root().join("fixtures/subjects/fashion_mnist_resnet20.onnx")
+}
+
+/// A spec for a run of a few seconds; `extra` adds sections (e.g. a gate).
+fn tiny_spec(dir: &Path, extra: &str) -> PathBuf {
+    let spec = dir.join("tiny.yaml");
+    std::fs::write(
+        &spec,
+        format!(
+            "version: 1\ndata: {{path: {FASHION_MNIST}, split: test}}\ncollect: {{failures: 32}}\nsearch: {{block: 8, nodes: 2, epochs: 1, batch: 16, train_images: 64}}\ntrain: {{epochs: 1, batch: 16, train_images: 64}}\nvalidate: {{samples: 16, latency_images: 64}}\n{extra}"
+        ),
+    )
+    .unwrap();
+    spec
+}
+
+fn repair(spec: &Path, out: &Path, more: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_archrepair-onnx"))
+        .arg(subject())
+        .arg(out)
+        .args(["--spec", spec.to_str().unwrap(), "--limit", "300", "--threads", "2"])
+        .args(more)
+        .output()
+        .unwrap()
+}
+
+fn metadata(path: &Path, key: &str) -> Option<String> {
+    let model = archrepair_onnx::onnx::load_model(path).unwrap();
+    model.metadata_props.iter().find(|e| e.key.as_deref() == Some(key)).and_then(|e| e.value.clone())
+}
+
+#[test]
+fn a_passing_gate_exits_0_with_a_checked_model_and_the_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("repaired.onnx");
+    let run = repair(&tiny_spec(dir.path(), "gate: {max_break_rate: 0.9, max_latency_ratio: 100}\n"), &out, &[]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(0), "{stderr}");
+    assert!(String::from_utf8_lossy(&run.stdout).contains("Every check passed"));
+
+    assert_eq!(metadata(&out, GATE_METADATA_KEY).as_deref(), Some("passed"));
+    assert!(metadata(&out, METADATA_KEY).unwrap().contains("\"block\":8"));
+    let check = Command::new(venv_python())
+        .args(["-c", "import onnx, onnxruntime as ort, numpy as np, sys; onnx.checker.check_model(sys.argv[1], full_check=True); s = ort.InferenceSession(sys.argv[1]); print(s.run(None, {s.get_inputs()[0].name: np.zeros((2, 1, 28, 28), np.float32)})[0].shape)"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    assert_eq!(String::from_utf8_lossy(&check.stdout).trim(), "(2, 10)");
+
+    let report_dir = dir.path().join("repaired-report");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(report_dir.join("report.json")).unwrap()).unwrap();
+    assert_eq!((report["schema_version"].as_u64(), report["exit_code"].as_i64(), report["outcome"].as_str()), (Some(1), Some(0), Some("passed")));
+    let v = &report["validation"];
+    assert!(v["onnxruntime_max_abs_diff"].as_f64().unwrap() <= 1e-4 && v["tract_max_abs_diff"].as_f64().unwrap() <= 1e-4, "{v}");
+    let m = &report["measured"]["evaluation"];
+    assert_eq!(m["evaluated"].as_u64(), Some(300));
+    assert!(m["accuracy_before"].as_f64().unwrap() > 0.5);
+    for file in ["report.md", "report.html"] {
+        assert!(report_dir.join(file).is_file(), "{file}");
+    }
+    assert!(dir.path().join("repaired-dump/genotype.json").is_file());
+
+    // An existing output is not replaced without --force.
+    let again = repair(&tiny_spec(dir.path(), ""), &out, &[]);
+    assert_eq!(again.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
+}
+
+#[test]
+fn a_failing_gate_exits_1_and_still_writes_the_marked_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("repaired.onnx");
+    let run = repair(&tiny_spec(dir.path(), "gate: {min_accuracy_delta: 0.5}\n"), &out, &[]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("gate failed"), "{stderr}");
+    assert_eq!(metadata(&out, GATE_METADATA_KEY).as_deref(), Some("failed"));
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("repaired-report/report.json")).unwrap()).unwrap();
+    assert_eq!(report["outcome"].as_str(), Some("gate_failed"));
+    let check = &report["gate"]["checks"][0];
+    assert_eq!((check["key"].as_str(), check["passed"].as_bool()), (Some("gate.min_accuracy_delta"), Some(false)));
+}
+
+#[test]
+fn spec_and_usage_errors_exit_2_and_write_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("repaired.onnx");
+    let run = repair(&tiny_spec(dir.path(), "gate: {max_brake_rate: 0.1}\n"), &out, &[]);
+    assert_eq!(run.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("max_brake_rate") && stderr.contains("max_break_rate"), "{stderr}");
+    let no_spec = Command::new(env!("CARGO_BIN_EXE_archrepair-onnx")).arg(subject()).arg(&out).output().unwrap();
+    assert_eq!(no_spec.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&no_spec.stderr).contains("--spec"));
+    let same = repair(&tiny_spec(dir.path(), ""), &subject(), &["--force"]);
+    assert_eq!(same.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&same.stderr).contains("is the input model"));
+    assert!(!out.exists());
+}
+
+#[test]
+fn an_interrupted_run_leaves_no_output_and_no_temp_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("repaired.onnx");
+    // Long enough to be interrupted mid-search.
+    let spec = dir.path().join("long.yaml");
+    std::fs::write(&spec, format!("version: 1\ndata: {{path: {FASHION_MNIST}, split: test}}\nsearch: {{block: 8, epochs: 50, train_images: 1000}}\n")).unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_archrepair-onnx"))
+        .arg(subject())
+        .arg(&out)
+        .args(["--spec", spec.to_str().unwrap(), "--limit", "2000", "--threads", "1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Interrupt once the search is under way (its checkpoint folder appears).
+    let dump = dir.path().join("repaired-dump");
+    for _ in 0..600 {
+        if dump.join("checkpoint").exists() || child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be interrupted");
+    let kill = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(kill.success());
+    let status = child.wait().unwrap();
+    assert!(!status.success());
+    let left: Vec<String> = std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.contains("repaired.onnx")).collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+}
