@@ -72,6 +72,7 @@ pub fn repair(input: &Path, options: &RepairOptions) -> Result<(Report, Vec<Path
     };
     let mut repaired = export::export(&prepared.model.proto, &lowered.skipped_steps(&splice), &outcome.report.target, &outcome.layers, &provenance)
         .map_err(|e| Error::Mismatch(format!("exporting the repair of `{}`: {e}", input.display())))?;
+    export::write_back_weights(&mut repaired, lowered.weights()).map_err(|e| Error::Mismatch(format!("exporting the repair of `{}`: {e}", input.display())))?;
     let bytes = repaired.encode_to_vec();
     let mut stages_after = vec![StageTime { stage: "export".into(), seconds: started.elapsed().as_secs_f64() }];
 

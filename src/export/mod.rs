@@ -9,6 +9,9 @@ use serde::Serialize;
 
 use crate::graph::patch::{Patch, PatchError};
 use crate::onnx::proto::{ModelProto, StringStringEntryProto};
+use crate::onnx::proto::tensor_proto::DataType;
+use crate::onnx::tensor::{decode, encode_f32};
+use crate::onnx::TensorData;
 use crate::search::cell::Cell;
 use crate::search::target::Target;
 
@@ -59,6 +62,35 @@ pub fn export(model: &ModelProto, remove: &[String], target: &Target, cell: &Cel
     let value = serde_json::to_string(provenance).unwrap_or_default();
     set_metadata(&mut out, METADATA_KEY, &value);
     Ok(out)
+}
+
+/// Writes the backbone weights that training changed (a whole-network fine-tune) back to
+/// their original initializers, in place, under their original names; initializers whose
+/// values did not change stay byte-identical. Returns the names rewritten.
+pub fn write_back_weights(model: &mut ModelProto, weights: &[crate::lower::Weight]) -> Result<Vec<String>, ExportError> {
+    let Some(g) = model.graph.as_mut() else { return Ok(Vec::new()) };
+    let mut rewritten = Vec::new();
+    for w in weights.iter().filter(|w| w.role != crate::lower::Role::Constant) {
+        let Some(init) = g.initializer.iter_mut().find(|t| t.name() == w.onnx_name) else { continue };
+        let Ok(original) = decode(init) else { continue };
+        let TensorData::Float(old) = &original.data else { continue };
+        if original.elem_type != DataType::Float {
+            continue; // half-precision weights are not rewritten (the fine-tune trains in f32)
+        }
+        let cpu = w.tensor.detach().to_device(tch::Device::Cpu).to_kind(tch::Kind::Float).contiguous();
+        let new = Vec::<f32>::try_from(&cpu.flatten(0, -1)).map_err(|e| ExportError::Cell(format!("weight `{}`: {e}", w.onnx_name)))?;
+        if new.len() != old.len() {
+            return Err(ExportError::Cell(format!("weight `{}` has {} values, its initializer {}", w.onnx_name, new.len(), old.len())));
+        }
+        if new.iter().any(|v| !v.is_finite()) {
+            return Err(ExportError::Cell(format!("fine-tuned weight `{}` holds NaN or infinite values", w.onnx_name)));
+        }
+        if new.iter().zip(old).any(|(a, b)| a.to_bits() != b.to_bits()) {
+            *init = encode_f32(&w.onnx_name, &original.dims, &new);
+            rewritten.push(w.onnx_name.clone());
+        }
+    }
+    Ok(rewritten)
 }
 
 /// Sets (or replaces) one metadata entry; the others keep their order.

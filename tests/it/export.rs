@@ -198,3 +198,38 @@ fn everything_outside_the_block_is_byte_identical_and_the_model_passes_the_full_
         .unwrap();
     assert!(check.status.success(), "onnx.checker: {}", String::from_utf8_lossy(&check.stderr));
 }
+
+#[test]
+fn fine_tuned_backbone_weights_go_back_to_their_own_initializers_and_only_those_change() {
+    use archrepair_onnx::export::write_back_weights;
+    use archrepair_onnx::lower::Role;
+    archrepair_onnx::validate::init_onnxruntime().unwrap();
+    let model = LoadedModel::open(&resnet20(13)).unwrap();
+    let lowered = model.lower(Device::Cpu).unwrap();
+    // A "fine-tune" that moved one convolution's weights.
+    let moved = lowered.weights().iter().find(|w| w.role == Role::Trainable && w.tensor.dim() == 4).unwrap();
+    tch::no_grad(|| {
+        let _ = moved.tensor.shallow_clone().g_add_scalar_(0.05);
+    });
+    let x = Tensor::randn([2, 1, 28, 28], (Kind::Float, Device::Cpu));
+    let reference: Vec<f32> = Vec::try_from(&lowered.forward_t(&x, false).unwrap().flatten(0, -1)).unwrap();
+
+    let mut proto = model.proto.clone();
+    let rewritten = write_back_weights(&mut proto, lowered.weights()).unwrap();
+    assert_eq!(rewritten, vec![moved.onnx_name.clone()]);
+    let (before, after) = (model.proto.graph.as_ref().unwrap(), proto.graph.as_ref().unwrap());
+    for (b, a) in before.initializer.iter().zip(&after.initializer) {
+        assert_eq!(b.name(), a.name(), "order and names stay");
+        assert_eq!(b.encode_to_vec() == a.encode_to_vec(), b.name() != moved.onnx_name, "`{}`", b.name());
+    }
+    let input: Vec<f32> = Vec::try_from(&x.flatten(0, -1)).unwrap();
+    let mut ort = OrtModel::from_bytes(&proto.encode_to_vec(), "fine-tuned", 1).unwrap();
+    let (_, by_ort) = ort.run(&[2, 1, 28, 28], input).unwrap();
+    let diff = reference.iter().zip(&by_ort).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
+    assert!(diff <= 1e-4, "{diff}");
+    let original_out: Vec<f32> = {
+        let mut ort = OrtModel::from_bytes(&model.proto.encode_to_vec(), "original", 1).unwrap();
+        ort.run(&[2, 1, 28, 28], Vec::try_from(&x.flatten(0, -1)).unwrap()).unwrap().1
+    };
+    assert!(original_out.iter().zip(&by_ort).any(|(a, b)| (a - b).abs() > 1e-3), "the moved weight changes the output");
+}
