@@ -8,6 +8,7 @@ use archrepair_onnx::commands::corruption_table::{parse_corruptions, parse_sever
 use archrepair_onnx::data::corrupt::ParamSet;
 use archrepair_onnx::localize::options::{AttackMethod, Formula, Granularity, Method, Reference};
 use archrepair_onnx::search::options::{BlockChoice, Order};
+use archrepair_onnx::commands::repair::stages::Stage;
 use archrepair_onnx::spec::Spec;
 use archrepair_onnx::data::{DataSource, Fit, Format, InputSpec, Layout, Split};
 
@@ -43,17 +44,22 @@ pub struct RepairArgs {
     /// Use only the first N examples of the evaluation split.
     #[arg(long)]
     pub limit: Option<usize>,
-    /// Folder for the stage artifacts (genotype.json, cell.ot, search.json, checkpoint/);
-    /// default: <output stem>-dump beside the output.
+    /// Folder of the stages' artifacts and stages.json (what is finished); default:
+    /// <output stem>-dump beside the output.
     #[arg(long)]
     pub dump_dir: Option<PathBuf>,
+    /// Stop once this stage's artifacts are in the dump folder: localize, search, export,
+    /// validate or measure (writes the report so far, no out.onnx).
+    #[arg(long, value_name = "STAGE")]
+    pub stop_after: Option<Stage>,
     /// Folder of report.json / report.md / report.html (default: the spec's `report.dir`, else
     /// <output stem>-report beside the output).
     #[arg(long)]
     pub report_dir: Option<PathBuf>,
-    /// Continue the search from <dump dir>/checkpoint (same spec, model, block and seed only).
-    #[arg(long)]
-    pub resume: bool,
+    /// Continue the run whose dump folder is DIR after its last finished stage (mid-search:
+    /// from its last search epoch). Same model, data and spec only; gate and report may differ.
+    #[arg(long, value_name = "DIR")]
+    pub resume: Option<PathBuf>,
     /// Replace an existing output file.
     #[arg(long)]
     pub force: bool,

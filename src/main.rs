@@ -135,6 +135,10 @@ fn run_repair(args: RepairArgs) -> anyhow::Result<ExitCode> {
     let train = args.train_data.map(|path| archrepair_onnx::data::DataSource { path, split: archrepair_onnx::data::Split::Train, ..archrepair_onnx::data::DataSource::new("") });
     let stem = output.file_stem().map_or("out".into(), |s| s.to_string_lossy().into_owned());
     let report_dir = args.report_dir.or_else(|| spec.report.dir.clone()).unwrap_or_else(|| repair::default_report_dir(&output));
+    let dump_dir = match (args.resume.clone(), args.dump_dir) {
+        (Some(resume), Some(dump)) if resume != dump => anyhow::bail!("--resume {} and --dump-dir {} name different folders; --resume DIR is the dump folder to continue", resume.display(), dump.display()),
+        (resume, dump) => resume.or(dump).unwrap_or_else(|| output.with_file_name(format!("{stem}-dump"))),
+    };
     let options = repair::RepairOptions {
         search: search::SearchOptions {
             data,
@@ -142,17 +146,23 @@ fn run_repair(args: RepairArgs) -> anyhow::Result<ExitCode> {
             threads: spec.threads,
             spec,
             limit: args.limit,
-            out: args.dump_dir.unwrap_or_else(|| output.with_file_name(format!("{stem}-dump"))),
+            out: dump_dir,
             force: args.force,
-            resume: args.resume,
+            resume: args.resume.is_some(),
             progress: std::io::stderr().is_terminal(),
         },
         output,
         report_dir,
+        stop_after: args.stop_after,
     };
     let (report, written) = repair::repair(&input, &options).with_context(|| format!("repairing `{}`", input.display()))?;
     emit(&report, args.json)?;
     let files: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
+    if report.output_model.is_none() {
+        let dump = options.search.out.display();
+        eprintln!("{}: the stages' artifacts are in {dump}, the report in {}; continue with the same command and --resume {dump} instead of --stop-after", report.outcome.replace('_', " "), files.join(", "));
+        return Ok(ExitCode::SUCCESS);
+    }
     eprintln!("wrote {} and {}", options.output.display(), files.join(", "));
     if report.exit_code != 0 {
         eprintln!("gate failed: see the Gate section of the report; {} is written and marked `archrepair.gate: failed`", options.output.display());

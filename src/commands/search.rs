@@ -96,9 +96,9 @@ pub(crate) fn prepare(model_path: &Path, options: &SearchOptions) -> Result<Prep
     Ok(Prepared { model, eval, train, extra, plan })
 }
 
-/// Runs the search on prepared inputs with libtorch on `device`.
-pub(crate) fn run_search(p: &Prepared, lowered: &crate::lower::LoweredModel, model_path: &Path, options: &SearchOptions) -> Result<search::Outcome, Error> {
-    search::search(&Request {
+/// What the search reads, from prepared inputs; `chosen`: the block, when already chosen.
+pub(crate) fn request<'a>(p: &'a Prepared, lowered: &'a crate::lower::LoweredModel, model_path: &'a Path, options: &'a SearchOptions, chosen: Option<&'a search::Chosen>) -> Request<'a> {
+    Request {
         graph: &p.model.graph,
         model: lowered,
         plan: &p.plan,
@@ -110,14 +110,15 @@ pub(crate) fn run_search(p: &Prepared, lowered: &crate::lower::LoweredModel, mod
         model_path,
         checkpoint: Some(options.out.join("checkpoint")),
         resume: options.resume,
-    })
+        chosen,
+    }
 }
 
 pub fn search(model_path: &Path, options: &SearchOptions) -> Result<SearchReport, Error> {
     let targets = super::output_files(&options.out, &FILES, options.force || options.resume, ", --resume to continue its search")?;
     let prepared = prepare(model_path, options)?;
     let lowered = prepared.model.lower(Device::cuda_if_available())?;
-    let outcome = run_search(&prepared, &lowered, model_path, options)?;
+    let outcome = search::search(&request(&prepared, &lowered, model_path, options, None))?;
     write_outputs(&outcome, &options.out, &targets)?;
     Ok(outcome.report)
 }

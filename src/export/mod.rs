@@ -128,8 +128,8 @@ fn unused_prefix(model: &ModelProto, wanted: &str) -> String {
     (2..).map(|i| format!("{base}.{i}/")).find(|p| !taken(p)).unwrap_or_else(|| wanted.to_string())
 }
 
-/// FNV-1a hex of `text`.
-pub fn fnv1a(text: &str) -> String {
-    let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ b as u64).wrapping_mul(0x0100_0000_01b3));
+/// FNV-1a hex of `data` (a cheap, stable fingerprint; not for security).
+pub fn fnv1a(data: impl AsRef<[u8]>) -> String {
+    let hash = data.as_ref().iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ *b as u64).wrapping_mul(0x0100_0000_01b3));
     format!("{hash:016x}")
 }

@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{write_atomically, DataError};
 use crate::search::metrics::{RepairMetrics, SetAccuracy};
+pub use crate::search::BlockScore;
 use crate::search::SearchReport;
 
 mod charts;
@@ -61,6 +62,16 @@ pub struct Versions {
 pub struct StageTime {
     pub stage: String,
     pub seconds: f64,
+    /// Measured by an earlier run whose dump folder this one resumed (`--resume`).
+    #[serde(default)]
+    pub resumed: bool,
+}
+
+impl StageTime {
+    /// `stage` took the time since `started`, in this run.
+    pub fn since(stage: &str, started: std::time::Instant) -> StageTime {
+        StageTime { stage: stage.into(), seconds: started.elapsed().as_secs_f64(), resumed: false }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -71,13 +82,6 @@ pub struct BlockSummary {
     pub input_shape: Option<Vec<i64>>,
     pub output_shape: Option<Vec<i64>>,
     pub params: usize,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct BlockScore {
-    pub block: usize,
-    pub rank: usize,
-    pub score: f64,
 }
 
 /// out.onnx against the tch model it was exported from, on the same inputs.

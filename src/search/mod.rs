@@ -65,6 +65,27 @@ pub struct Request<'a> {
     /// Folder of the per-epoch search checkpoint.
     pub checkpoint: Option<PathBuf>,
     pub resume: bool,
+    /// The block, when already chosen (a resumed run's localize stage); None: choose it here.
+    pub chosen: Option<&'a Chosen>,
+}
+
+/// Which block is repaired and why: given in the spec, or the top of the localization ranking.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Chosen {
+    pub block: usize,
+    /// `given`, or `localize (<method>)`.
+    pub chosen_by: String,
+    /// Every block's suspiciousness, most suspicious first; empty when the block was given.
+    pub ranking: Vec<BlockScore>,
+}
+
+/// One block's place in the localization ranking.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BlockScore {
+    pub block: usize,
+    /// 1 = most suspicious.
+    pub rank: usize,
+    pub score: f64,
 }
 
 /// What the search produced; the derived cell's weights are in `cell`.
@@ -74,8 +95,8 @@ pub struct Outcome {
     /// The derived cell's variables; `layers` reads them.
     pub cell: nn::VarStore,
     pub layers: cell::Cell,
-    /// The localization ranking, when the block was chosen by it (`block: auto`).
-    pub ranking: Option<localize::ranking::Ranking>,
+    /// The block and the ranking that chose it.
+    pub chosen: Chosen,
     /// D_fail: indices into the evaluation split.
     pub failures: Vec<usize>,
 }
@@ -169,31 +190,12 @@ pub fn search(request: &Request) -> Result<Outcome, Error> {
     }
 
     // Which block.
-    let detection = detect(request.graph);
-    let mut ranking_kept = None;
-    let (block_id, chosen_by) = match s.block {
-        BlockChoice::Id(id) => (id, "given".to_string()),
-        BlockChoice::Auto => {
-            let mut localize_spec = spec.localize.clone();
-            localize_spec.granularity = Granularity::Block;
-            let ranking = localize::localize(&localize::Request {
-                graph: request.graph,
-                model: request.model,
-                plan: request.plan,
-                data: request.eval,
-                collect: &spec.collect,
-                attack: &spec.attack,
-                localize: &localize_spec,
-                seed: spec.seed,
-                progress: request.progress,
-                model_path: request.model_path,
-            })?;
-            let top = ranking.units.first().ok_or_else(|| Error::Mismatch("localization ranked no block".into()))?;
-            let chosen = (top.unit.id, format!("localize ({})", localize_spec.method));
-            ranking_kept = Some(ranking);
-            chosen
-        }
+    let chosen = match request.chosen {
+        Some(chosen) => chosen.clone(),
+        None => choose_block(request)?,
     };
+    let detection = detect(request.graph);
+    let block_id = chosen.block;
     let localize_seconds = started.elapsed().as_secs_f64();
     let block = detection.blocks.iter().find(|b| b.id == block_id).ok_or_else(|| {
         Error::Mismatch(format!(
@@ -280,7 +282,7 @@ pub fn search(request: &Request) -> Result<Outcome, Error> {
         version: env!("CARGO_PKG_VERSION").to_string(),
         model: request.model_path.display().to_string(),
         seed: spec.seed,
-        chosen_by,
+        chosen_by: chosen.chosen_by.clone(),
         target,
         cell: CellSummary {
             in_channels: shape.in_channels,
@@ -320,7 +322,37 @@ pub fn search(request: &Request) -> Result<Outcome, Error> {
             total: started.elapsed().as_secs_f64(),
         },
     };
-    Ok(Outcome { report, genotype: searched.genotype, cell: cell_vs, layers, ranking: ranking_kept, failures: collected.failures })
+    Ok(Outcome { report, genotype: searched.genotype, cell: cell_vs, layers, chosen, failures: collected.failures })
+}
+
+/// The block `search.block` names, or (`auto`) the top of the block-level localization.
+pub fn choose_block(request: &Request) -> Result<Chosen, Error> {
+    let spec = request.spec;
+    match spec.search.block {
+        BlockChoice::Id(block) => Ok(Chosen { block, chosen_by: "given".into(), ranking: Vec::new() }),
+        BlockChoice::Auto => {
+            let mut localize_spec = spec.localize.clone();
+            localize_spec.granularity = Granularity::Block;
+            let ranking = localize::localize(&localize::Request {
+                graph: request.graph,
+                model: request.model,
+                plan: request.plan,
+                data: request.eval,
+                collect: &spec.collect,
+                attack: &spec.attack,
+                localize: &localize_spec,
+                seed: spec.seed,
+                progress: request.progress,
+                model_path: request.model_path,
+            })?;
+            let top = ranking.units.first().ok_or_else(|| Error::Mismatch("localization ranked no block".into()))?;
+            Ok(Chosen {
+                block: top.unit.id,
+                chosen_by: format!("localize ({})", localize_spec.method),
+                ranking: ranking.units.iter().map(|u| BlockScore { block: u.unit.id, rank: u.rank, score: u.score }).collect(),
+            })
+        }
+    }
 }
 
 /// The cell must produce exactly the replaced tensor's shape; checked once on a dummy batch

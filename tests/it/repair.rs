@@ -147,3 +147,74 @@ fn an_interrupted_run_leaves_no_output_and_no_temp_file() {
     let left: Vec<String> = std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.contains("repaired.onnx")).collect();
     assert!(left.is_empty(), "left behind: {left:?}");
 }
+
+fn finished_stages(dump: &Path) -> Vec<String> {
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(dump.join("stages.json")).unwrap()).unwrap();
+    manifest["finished"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect()
+}
+
+fn graph_bytes(path: &Path) -> Vec<u8> {
+    use prost::Message;
+    archrepair_onnx::onnx::load_model(path).unwrap().graph.unwrap().encode_to_vec()
+}
+
+/// `spec` training the cell in one epoch of whole-network fine-tuning (no block-only epoch, so
+/// the fine-tuned weights are the ones kept).
+fn with_finetune(spec: PathBuf) -> PathBuf {
+    let text = std::fs::read_to_string(&spec).unwrap().replace("train: {epochs: 1,", "train: {epochs: 0, finetune_epochs: 1, finetune_lr: 0.01,");
+    std::fs::write(&spec, text).unwrap();
+    spec
+}
+
+/// With a fine-tune, so that the resumed run must also restore the changed backbone weights.
+#[test]
+fn a_run_stopped_after_a_stage_resumes_to_the_same_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let passing = with_finetune(tiny_spec(dir.path(), "gate: {max_break_rate: 0.9, max_latency_ratio: 100}\n"));
+    let straight = dir.path().join("straight.onnx");
+    let run = repair(&passing, &straight, &[]);
+    assert_eq!(run.status.code(), Some(0), "{}", String::from_utf8_lossy(&run.stderr));
+
+    let out = dir.path().join("staged.onnx");
+    let dump = dir.path().join("staged-dump");
+    let dump_arg = dump.to_str().unwrap();
+    let first = repair(&passing, &out, &["--stop-after", "search"]);
+    let stderr = String::from_utf8_lossy(&first.stderr);
+    assert_eq!(first.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains(&format!("--resume {dump_arg}")), "{stderr}");
+    assert!(!out.exists());
+    assert_eq!(finished_stages(&dump), ["localize", "search"]);
+    assert!(dump.join("backbone.ot").is_file());
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("staged-report/report.json")).unwrap()).unwrap();
+    assert_eq!(report["outcome"].as_str(), Some("stopped_after_search"));
+    assert!(report["repair"]["genotype_text"].is_string() && report["validation"].is_null());
+    assert_eq!(report["repair"]["kept"]["phase"].as_str(), Some("finetune"));
+
+    // The folder is not silently reused, nor continued by another run.
+    let fresh = repair(&passing, &out, &[]);
+    assert_eq!(fresh.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&fresh.stderr).contains("--resume"));
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = with_finetune(tiny_spec(other_dir.path(), "seed: 7\n"));
+    let refused = repair(&other, &out, &["--resume", dump_arg]);
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("another run"), "{}", String::from_utf8_lossy(&refused.stderr));
+
+    let second = repair(&passing, &out, &["--resume", dump_arg, "--stop-after", "validate"]);
+    assert_eq!(second.status.code(), Some(0), "{}", String::from_utf8_lossy(&second.stderr));
+    assert_eq!(finished_stages(&dump), ["localize", "search", "export", "validate"]);
+    assert!(!out.exists());
+
+    // The gate may change between a stop and a resume: this one fails.
+    let gate_dir = tempfile::tempdir().unwrap();
+    let failing = with_finetune(tiny_spec(gate_dir.path(), "gate: {min_accuracy_delta: 0.5}\n"));
+    let last = repair(&failing, &out, &["--resume", dump_arg]);
+    assert_eq!(last.status.code(), Some(1), "{}", String::from_utf8_lossy(&last.stderr));
+    assert!(graph_bytes(&out) == graph_bytes(&straight), "the resumed run exported another graph");
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("staged-report/report.json")).unwrap()).unwrap();
+    let resumed: Vec<(&str, bool)> = report["stages"].as_array().unwrap().iter().map(|s| (s["stage"].as_str().unwrap(), s["resumed"].as_bool().unwrap())).collect();
+    assert_eq!(
+        resumed,
+        [("load", false), ("localize", true), ("collect", true), ("search", true), ("train", true), ("evaluate", true), ("export", true), ("validate", true), ("measure", false)]
+    );
+}

@@ -160,6 +160,7 @@ fn run_search(f: &Fixture, spec: &Spec, checkpoint: Option<&Path>, resume: bool)
         model_path: &subject(),
         checkpoint: checkpoint.map(Path::to_path_buf),
         resume,
+        chosen: None,
     })
     .unwrap();
     for w in lowered.weights() {
