@@ -161,6 +161,35 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The embedded default: repairs the built-in Fashion-MNIST subject with the built-in demo
+    /// spec (fixtures/specs/demo.yaml) on the installed dataset, a few minutes on 2 cores, and
+    /// prints where the report is. Writes into --out: the subject, repaired.onnx, the report and
+    /// the dump folder.
+    Demo {
+        /// The folder to write into.
+        #[arg(long, default_value = archrepair_onnx::commands::demo::DEFAULT_DIR)]
+        out: PathBuf,
+        /// Fashion-MNIST's IDX folder (default: /usr/share/datasets/fashion-mnist).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Use only the first N test images.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Stop once this stage's artifacts are written (localize, search, export, validate, measure).
+        #[arg(long, value_name = "STAGE")]
+        stop_after: Option<Stage>,
+        /// Continue the earlier demo run in --out after its last finished stage.
+        #[arg(long)]
+        resume: bool,
+        /// Start over, replacing an earlier run's files in --out.
+        #[arg(long)]
+        force: bool,
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Print report.json instead of the summary.
+        #[arg(long)]
+        json: bool,
+    },
     /// Replaces a block by a DARTS-style cell whose architecture and weights are searched
     /// jointly on D_fail ∪ training images, trains the derived cell and reports before/after;
     /// writes genotype.json, cell.ot and search.json (docs/search.md).

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 
-use archrepair_onnx::commands::{blocks, corrupt, eval, inspect, localize, repair, search};
+use archrepair_onnx::commands::{blocks, corrupt, demo, eval, inspect, localize, repair, search};
 
 mod cli;
 use cli::{Cli, Command, RepairArgs};
@@ -97,6 +97,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             eprintln!("wrote {}", files.join(", "));
             Ok(ExitCode::SUCCESS)
         }
+        Command::Demo { out, data, limit, stop_after, resume, force, threads, json } => {
+            archrepair_onnx::validate::ort_runner::init_onnxruntime()?;
+            let options = demo::DemoOptions { dir: out, data, limit, stop_after, resume, force, threads, progress: std::io::stderr().is_terminal() };
+            let (subject, options) = demo::prepare(&options).context("preparing the demo")?;
+            finish_repair(&subject, &options, "--resume", json)
+        }
         Command::Search { model, data, settings, train_data, limit, out, force, resume, threads, json } => {
             let (data, spec) = data.into_parts()?;
             let train = train_data.map(|path| archrepair_onnx::data::DataSource { path, split: archrepair_onnx::data::Split::Train, ..archrepair_onnx::data::DataSource::new("") });
@@ -155,12 +161,23 @@ fn run_repair(args: RepairArgs) -> anyhow::Result<ExitCode> {
         report_dir,
         stop_after: args.stop_after,
     };
-    let (report, written) = repair::repair(&input, &options).with_context(|| format!("repairing `{}`", input.display()))?;
-    emit(&report, args.json)?;
+    let resume = format!("--resume {}", options.search.out.display());
+    finish_repair(&input, &options, &resume, args.json)
+}
+
+/// Runs the main command and prints the summary (or report.json) and where the files went;
+/// `resume`: the flag that continues a stopped run.
+fn finish_repair(input: &std::path::Path, options: &repair::RepairOptions, resume: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let (report, written) = repair::repair(input, options).with_context(|| format!("repairing `{}`", input.display()))?;
+    emit(&report, json)?;
     let files: Vec<String> = written.iter().map(|p| p.display().to_string()).collect();
     if report.output_model.is_none() {
-        let dump = options.search.out.display();
-        eprintln!("{}: the stages' artifacts are in {dump}, the report in {}; continue with the same command and --resume {dump} instead of --stop-after", report.outcome.replace('_', " "), files.join(", "));
+        eprintln!(
+            "{}: the stages' artifacts are in {}, the report in {}; continue with the same command and {resume} instead of --stop-after",
+            report.outcome.replace('_', " "),
+            options.search.out.display(),
+            files.join(", ")
+        );
         return Ok(ExitCode::SUCCESS);
     }
     eprintln!("wrote {} and {}", options.output.display(), files.join(", "));

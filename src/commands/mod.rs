@@ -3,6 +3,7 @@
 pub mod blocks;
 pub mod corrupt;
 pub mod corruption_table;
+pub mod demo;
 pub mod eval;
 pub mod inspect;
 pub mod localize;

@@ -129,12 +129,11 @@ mod tests {
         report.measured = None;
         report.gate = None;
         report.output_model = None;
-        report.ranking.clear();
         report.stages.truncate(1);
         report.outcome = "stopped_after_localize".into();
         let md = markdown(&report);
         assert!(md.starts_with("# ArchRepair: stopped after localize\n"), "{md}");
-        for expected in ["no output model", "No repair", "Not measured", "Not validated", "No gate", "| load | 0.41 |"] {
+        for expected in ["no output model", "No repair", "most suspicious: block", "Not measured", "Not validated", "No gate", "| load | 0.41 |"] {
             assert!(md.contains(expected), "missing {expected:?} in\n{md}");
         }
     }

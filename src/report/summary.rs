@@ -134,18 +134,26 @@ fn cells(texts: &[String]) -> Vec<Cell> {
 }
 
 fn repair(report: &Report) -> Section {
-    let lines = match &report.repair {
-        Some(r) => repair_lines(report, r),
+    let mut lines = match &report.repair {
+        Some(r) => repair_lines(r),
         None => vec![vec![text("No repair: the run stopped before the search.")]],
     };
+    if let Some(top) = report.ranking.iter().min_by_key(|s| s.rank) {
+        lines.push(vec![text(format!(
+            "Localization ranked {} blocks; most suspicious: block {} (score {}).",
+            report.ranking.len(),
+            top.block,
+            number(top.score, 4)
+        ))]);
+    }
     Section { id: SectionId::Repair, title: "Repair", lines, table: None }
 }
 
-fn repair_lines(report: &Report, r: &SearchReport) -> Vec<Vec<Inline>> {
+fn repair_lines(r: &SearchReport) -> Vec<Vec<Inline>> {
     let t = &r.target;
     let how = if r.chosen_by == "given" { "given in the spec".to_string() } else { format!("chosen by {} localization", r.chosen_by) };
     let part = if t.keeps_shortcut { "its residual branch (shortcut kept)" } else { "the whole block" };
-    let mut lines = vec![
+    vec![
         vec![Inline::Strong(format!("Block {}", t.block)), text(format!(" ({how}): the cell replaces {part}, computing ")), Inline::Code(t.tensor.clone())],
         vec![text("Genotype: "), Inline::Code(r.genotype_text.clone())],
         vec![text(format!(
@@ -162,16 +170,7 @@ fn repair_lines(report: &Report, r: &SearchReport) -> Vec<Vec<Inline>> {
             percent(r.kept.holdout_accuracy),
             percent(r.kept.holdout_accuracy_before)
         ))],
-    ];
-    if let Some(top) = report.ranking.iter().min_by_key(|s| s.rank) {
-        lines.push(vec![text(format!(
-            "Localization ranked {} blocks; most suspicious: block {} (score {}).",
-            report.ranking.len(),
-            top.block,
-            number(top.score, 4)
-        ))]);
-    }
-    lines
+    ]
 }
 
 fn accuracy(measured: Option<&OrtMeasures>) -> Section {

@@ -218,3 +218,27 @@ fn a_run_stopped_after_a_stage_resumes_to_the_same_model() {
         [("load", false), ("localize", true), ("collect", true), ("search", true), ("train", true), ("evaluate", true), ("export", true), ("validate", true), ("measure", false)]
     );
 }
+
+#[test]
+fn the_demo_runs_from_any_folder_on_the_embedded_subject_and_spec() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_archrepair-onnx")).current_dir(dir.path()).arg("demo").args(args).output().unwrap();
+    let run = demo(&["--limit", "300", "--threads", "2", "--stop-after", "localize"]);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(0), "{stderr}");
+    let out = dir.path().join("archrepair-demo");
+    assert!(std::fs::read(out.join("fashion_mnist_resnet20.onnx")).unwrap() == std::fs::read(subject()).unwrap());
+    assert!(String::from_utf8_lossy(&run.stdout).contains("most suspicious: block"));
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("repaired-report/report.json")).unwrap()).unwrap();
+    assert_eq!(report["outcome"].as_str(), Some("stopped_after_localize"));
+    assert_eq!(report["spec"]["localize"]["method"].as_str(), Some("spectrum"), "the embedded demo spec was not used");
+    assert!(report["ranking"].as_array().unwrap().len() > 3, "{}", report["ranking"]);
+
+    let again = demo(&["--limit", "300"]);
+    assert_eq!(again.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(stderr.contains("--resume") && stderr.contains("--force"), "{stderr}");
+    let no_data = demo(&["--data", "/nonexistent/fashion-mnist", "--out", "elsewhere"]);
+    assert_eq!(no_data.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&no_data.stderr).contains("dataset-fashion-mnist"));
+}

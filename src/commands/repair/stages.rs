@@ -95,10 +95,9 @@ impl DumpDir {
         if manifest_path.exists() && !force {
             let finished = read_json::<Manifest>(&manifest_path).map(|m| m.finished.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")).unwrap_or_default();
             return Err(Error::Mismatch(format!(
-                "`{}` holds the stages of an earlier run (finished: {}); pass --resume {} to continue it, --force to start over, or another --dump-dir",
+                "`{}` holds the stages of an earlier run (finished: {}); continue it with --resume, start over with --force, or use another dump folder",
                 dir.display(),
                 if finished.is_empty() { "none" } else { &finished },
-                dir.display()
             )));
         }
         std::fs::create_dir_all(dir).map_err(|source| DataError::Write { path: dir.to_path_buf(), source })?;
