@@ -5,9 +5,12 @@
 //! (docs/localize.md), the repair search's `train_data`, `evaluate`, `search` and `train`
 //! (docs/search.md); validate, gate and report join with the main command.
 //! YAML parsing stays behind [`Spec::from_yaml`] so the YAML crate can be swapped in one place.
+//! The JSON Schema of this file, schemas/spec.schema.json, is derived from these types
+//! ([`spec_schema`]), so doc comments on them are what editors show users: keep them user-facing.
 
 use std::path::{Path, PathBuf};
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::data::{DataSource, Format, InputSpec, Layout, Split};
@@ -17,17 +20,24 @@ use crate::report::ReportSpec;
 use crate::search::options::{SearchSpec, TrainSpec};
 use crate::validate::options::ValidateSpec;
 
+mod schema;
+
+pub use schema::spec_schema;
+
 /// The only spec version this build reads.
 pub const SPEC_VERSION: u32 = 1;
 
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+/// An archrepair-onnx repair spec (`--spec repair.yaml`); every key is documented in docs/spec.md.
+#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Spec {
     /// Must be 1.
+    #[schemars(schema_with = "schema::version")]
     pub version: u32,
     /// Seed of every random choice (samples, attack starts, the random baseline).
     #[serde(default)]
     pub seed: u64,
+    /// The labelled split D_fail comes from and before/after is measured on; `--data` replaces it.
     #[serde(default)]
     pub data: Option<DataSpec>,
     #[serde(default)]
@@ -65,7 +75,7 @@ pub struct Spec {
 }
 
 /// The spec's `device`.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeviceChoice {
     #[default]
@@ -86,9 +96,10 @@ impl DeviceChoice {
 }
 
 /// One entry of `evaluate`: a name for the report and the data.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NamedData {
+    /// The set's name in the report.
     pub name: String,
     /// Only examples `[first, end)` of the set, e.g. the half of a test split that D_fail was
     /// not drawn from (`--limit` keeps the other half for D_fail).
@@ -99,19 +110,25 @@ pub struct NamedData {
 }
 
 /// `data`: the labelled images (docs/data.md); command-line `--data` replaces it.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DataSpec {
     /// A file or folder; relative paths are relative to the spec file.
     pub path: PathBuf,
+    /// `idx`, `cifar10`, `npy`, `npz` or `folder`; absent: detected from the path.
     #[serde(default, deserialize_with = "parsed", serialize_with = "shown")]
+    #[schemars(schema_with = "schema::format_name")]
     pub format: Option<Format>,
+    /// `test` (or `t10k`) or `train`, for data that stores both; default `test`.
     #[serde(default, deserialize_with = "parsed", serialize_with = "shown")]
+    #[schemars(schema_with = "schema::split_name")]
     pub split: Option<Split>,
     /// Severity (1-5) of a CIFAR-10-C-layout corruption file.
     #[serde(default)]
     pub severity: Option<u8>,
+    /// `nchw` or `nhwc`, for NPY/NPZ image arrays whose layout the shape does not tell.
     #[serde(default, deserialize_with = "parsed", serialize_with = "shown")]
+    #[schemars(schema_with = "schema::layout_name")]
     pub layout: Option<Layout>,
 }
 

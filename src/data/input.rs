@@ -16,7 +16,7 @@ use super::{DataError, Layout};
 
 /// The `input` section of a spec: how images become model input. Everything is optional;
 /// what is left out comes from the model's input shape or the data.
-#[derive(Deserialize, Serialize, Default, Debug, Clone, PartialEq)]
+#[derive(Deserialize, Serialize, Default, Debug, Clone, PartialEq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InputSpec {
     /// `nchw` or `nhwc`; default: from the model's input shape (where the 1 or 3 sits), else nchw.
@@ -39,7 +39,7 @@ pub struct InputSpec {
 }
 
 /// How an image of another size than the model's is made to fit.
-#[derive(Deserialize, Serialize, Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Deserialize, Serialize, Debug, Clone, Copy, PartialEq, Eq, Default, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Fit {
     /// Sizes must be equal.

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// The order of a 4-D image batch: channels first (PyTorch, most ONNX exports) or last
 /// (TensorFlow/Keras exports, NumPy image arrays).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Layout {
     /// (N, C, H, W)

@@ -8,7 +8,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 /// `collect`: which inputs the spectrum is computed on.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct CollectSpec {
     /// N: misclassified examples kept as D_fail (all of them when fewer).
@@ -24,7 +24,7 @@ impl Default for CollectSpec {
 }
 
 /// `attack`: the adversarial versions of the passing inputs ("adversarial-aware" spectrum).
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct AttackSpec {
     pub method: AttackMethod,
@@ -45,7 +45,7 @@ impl Default for AttackSpec {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum AttackMethod {
     Fgsm,
@@ -55,7 +55,7 @@ pub enum AttackMethod {
 }
 
 /// `localize`: how blocks are scored.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct LocalizeSpec {
     pub method: Method,
@@ -94,7 +94,7 @@ impl Default for LocalizeSpec {
 }
 
 /// A localizer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Method {
     /// Adversarial-aware spectrum, counts weighted by per-example weight-gradient magnitudes.
@@ -110,7 +110,7 @@ pub enum Method {
 }
 
 /// Suspiciousness formula of spectrum-based fault localization.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Formula {
     Ochiai,
@@ -125,14 +125,14 @@ impl Formula {
     pub const ALL: [Formula; 4] = [Formula::Ochiai, Formula::Tarantula, Formula::Dstar2, Formula::Dstar3];
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Reference {
     Zero,
     PassingMean,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Granularity {
     /// Detected blocks (`archrepair-onnx blocks`).

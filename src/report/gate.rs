@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::{GateCheck, GateOutcome, OrtMeasures};
 
 /// Thresholds; an absent key is not checked. Accuracies and rates are fractions (0.01 = 1 %).
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GateSpec {
     /// Least accepted change of accuracy on the evaluation split minus D_fail (after − before).

@@ -135,7 +135,7 @@ pub struct GateCheck {
 }
 
 /// The spec's `report` section.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct ReportSpec {
     /// Folder of report.json / report.md / report.html; relative to the spec file. Default:
@@ -151,7 +151,7 @@ impl Default for ReportSpec {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ReportFormat {
     Json,

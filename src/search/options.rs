@@ -49,6 +49,30 @@ impl<'de> Deserialize<'de> for BlockChoice {
     }
 }
 
+/// Mirrors the `Deserialize` above: `auto`, or a block id as a number or as a string of digits.
+impl schemars::JsonSchema for BlockChoice {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "BlockChoice".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "anyOf": [
+                { "const": "auto" },
+                { "type": "integer", "minimum": 0 },
+                { "type": "string", "pattern": "^\\+?[0-9]+$" }
+            ]
+        })
+    }
+}
+
+/// `search.ops`: names of candidate operations, each at most once; the search refuses others
+/// before it starts (`ops::parse_ops`), so the schema lists the names instead of any string.
+fn ops_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let names: Vec<&str> = crate::search::ops::OpKind::ALL.iter().map(|o| o.name()).collect();
+    schemars::json_schema!({ "type": "array", "items": { "enum": names }, "uniqueItems": true })
+}
+
 impl Serialize for BlockChoice {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
@@ -60,7 +84,7 @@ impl Serialize for BlockChoice {
 
 /// α updates: DARTS's first-order approximation, or its second-order (unrolled) gradient with
 /// the finite-difference Hessian-vector product.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Order {
     #[default]
@@ -80,11 +104,14 @@ impl FromStr for Order {
 }
 
 /// `search`: the cell, the bi-level optimisation and the repair data.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct SearchSpec {
+    /// Which block to replace: `auto` (the top of the localization ranking) or a block id (see
+    /// `archrepair-onnx blocks`).
     pub block: BlockChoice,
     /// Candidate operations on every edge (names in docs/search.md).
+    #[schemars(schema_with = "ops_schema")]
     pub ops: Vec<String>,
     /// Intermediate nodes of the cell.
     pub nodes: usize,
@@ -104,7 +131,7 @@ pub struct SearchSpec {
     pub momentum: f64,
     pub weight_decay: f64,
     pub grad_clip: f64,
-    /// α: Adam.
+    /// Learning rate of α (the architecture weights), trained with Adam.
     pub alpha_lr: f64,
     pub alpha_betas: [f64; 2],
     pub alpha_weight_decay: f64,
@@ -152,7 +179,7 @@ impl Default for SearchSpec {
 }
 
 /// `train`: the derived (discrete) block, then an optional whole-network fine-tune.
-#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct TrainSpec {
     pub epochs: usize,

@@ -18,4 +18,5 @@ mod ops;
 mod report;
 mod repair;
 mod search;
+mod spec_schema;
 mod subjects;
