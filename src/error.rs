@@ -33,6 +33,10 @@ pub enum Error {
     #[error("{0}")]
     Mismatch(String),
 
+    /// Ctrl-C or SIGTERM (interrupt.rs): the run stopped between two steps.
+    #[error("interrupted: stopped between two steps; finished stages are kept in the dump folder (the main command continues with --resume)")]
+    Interrupted,
+
     /// A libtorch operation outside the lowered graph failed.
     #[error("{context}: {source}")]
     Torch { context: &'static str, source: tch::TchError },

@@ -7,6 +7,7 @@ pub mod detect;
 pub mod export;
 mod error;
 pub mod graph;
+pub mod interrupt;
 pub mod localize;
 pub mod lower;
 pub mod model;

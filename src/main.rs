@@ -15,6 +15,9 @@ use cli::{Cli, Command, RepairArgs};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(e) = archrepair_onnx::interrupt::install() {
+        eprintln!("warning: Ctrl-C and SIGTERM will end the run at once (cannot catch them: {e})");
+    }
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -22,7 +25,8 @@ fn main() -> ExitCode {
             for cause in e.chain().skip(1) {
                 eprintln!("  caused by: {cause}");
             }
-            ExitCode::from(2)
+            let interrupted = e.chain().any(|c| matches!(c.downcast_ref::<archrepair_onnx::Error>(), Some(archrepair_onnx::Error::Interrupted)));
+            ExitCode::from(if interrupted { archrepair_onnx::interrupt::EXIT_CODE } else { 2 })
         }
     }
 }

@@ -245,6 +245,7 @@ fn collect(classifier: &Classifier, data: &Dataset, spec: &CollectSpec, batch: u
         for (i, p) in (start..end).zip(predicted) {
             if p == data.labels[i] { passing.push(i) } else { failures.push(i) }
         }
+        crate::interrupt::check()?;
         bar.inc((end - start) as u64);
     }
     bar.finish_and_clear();
@@ -323,6 +324,7 @@ impl SpectrumRun<'_> {
         for chunk in collected.failures.chunks(self.batch) {
             let (pixels, labels, real) = labelled_batch(self.classifier.input, self.data, chunk)?;
             add(observer.observe(&pixels, &labels, real)?, true)?;
+            crate::interrupt::check()?;
             bar.inc(real as u64);
         }
         bar.set_message(if attack.is_some() { "spectrum: passing+adv" } else { "spectrum: passing" });
@@ -343,6 +345,7 @@ impl SpectrumRun<'_> {
                 };
                 add(obs, true)?;
             }
+            crate::interrupt::check()?;
             bar.inc(real as u64);
         }
         bar.finish_and_clear();

@@ -131,6 +131,7 @@ impl SearchLoop<'_> {
                 let mut grads = gradients(&loss_a, &weights)?;
                 clip_grad_norm(&mut grads, spec.grad_clip);
                 sgd.step(&grads, lr);
+                crate::interrupt::check()?;
                 bar.inc(1);
                 if step % 10 == 0 {
                     let genotype = current_genotype(net, self.ops, spec);

@@ -71,6 +71,7 @@ pub fn predictions(predict: &dyn Fn(&Tensor) -> Result<Tensor, LowerError>, inpu
         let b = input.pixels(&data.images(start..end))?;
         let p = predict(&b.pixels)?.f_narrow(0, 0, b.real as i64)?;
         out.extend(Vec::<i64>::try_from(&p)?);
+        crate::interrupt::check()?;
         bar.inc((end - start) as u64);
     }
     bar.finish_and_clear();

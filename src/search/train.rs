@@ -114,6 +114,7 @@ impl Trainer<'_> {
                     let mut grads = gradients(&loss, &params)?;
                     clip_grad_norm(&mut grads, spec.grad_clip);
                     sgd.step(&grads, lr);
+                    crate::interrupt::check()?;
                     bar.inc(1);
                     if step % 10 == 0 {
                         bar.set_message(format!("train {phase} epoch {}/{epochs} loss {:.3} acc {:.1}%", epoch + 1, sums.mean_loss(), 100.0 * sums.accuracy()));

@@ -115,37 +115,89 @@ fn spec_and_usage_errors_exit_2_and_write_nothing() {
     assert!(!out.exists());
 }
 
+/// Starts the main command and sends `signal` once the search has written its first epoch's
+/// checkpoint (waiting up to 5 minutes: CI machines may be loaded); returns the exit status and
+/// stderr.
+fn interrupt_mid_search(spec: &Path, out: &Path, signal: &str) -> (std::process::ExitStatus, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_archrepair-onnx"))
+        .arg(subject())
+        .arg(out)
+        .args(["--spec", spec.to_str().unwrap(), "--limit", "300", "--threads", "2"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let dump = out.with_file_name(format!("{}-dump", out.file_stem().unwrap().to_string_lossy()));
+    // The first epoch's checkpoint is whole once checkpoint.json is there (written last).
+    for _ in 0..6000 {
+        if dump.join("checkpoint/checkpoint.json").exists() || child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be interrupted");
+    assert!(Command::new("kill").args([signal, &child.id().to_string()]).status().unwrap().success());
+    let output = child.wait_with_output().unwrap();
+    (output.status, String::from_utf8_lossy(&output.stderr).into_owned())
+}
+
+/// Every file under `dir` whose name marks a temporary (an interrupted write).
+fn temp_files(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(temp_files(&path));
+        } else if path.file_name().unwrap().to_string_lossy().contains(".tmp") {
+            found.push(path);
+        }
+    }
+    found
+}
+
 #[test]
-fn an_interrupted_run_leaves_no_output_and_no_temp_file() {
+fn an_interrupted_run_stops_cleanly_and_leaves_no_output_and_no_temp_file() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("repaired.onnx");
     // Long enough to be interrupted mid-search.
     let spec = dir.path().join("long.yaml");
     std::fs::write(&spec, format!("version: 1\ndata: {{path: {FASHION_MNIST}, split: test}}\nsearch: {{block: 8, epochs: 50, train_images: 1000}}\n")).unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_archrepair-onnx"))
-        .arg(subject())
-        .arg(&out)
-        .args(["--spec", spec.to_str().unwrap(), "--limit", "2000", "--threads", "1"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    // Interrupt once the search is under way (its checkpoint folder appears).
-    let dump = dir.path().join("repaired-dump");
-    for _ in 0..600 {
-        if dump.join("checkpoint").exists() || child.try_wait().unwrap().is_some() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    std::thread::sleep(Duration::from_secs(1));
-    assert!(child.try_wait().unwrap().is_none(), "the run ended before it could be interrupted");
-    let kill = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
-    assert!(kill.success());
-    let status = child.wait().unwrap();
-    assert!(!status.success());
-    let left: Vec<String> = std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.contains("repaired.onnx")).collect();
-    assert!(left.is_empty(), "left behind: {left:?}");
+    let (status, stderr) = interrupt_mid_search(&spec, &out, "-INT");
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted") && stderr.contains("--resume"), "{stderr}");
+    assert!(!out.exists());
+    assert_eq!(temp_files(dir.path()), Vec::<PathBuf>::new());
+    assert_eq!(finished_stages(&dir.path().join("repaired-dump")), ["localize"]);
+}
+
+/// SIGTERM mid-search, then --resume: the search continues from its last epoch's checkpoint
+/// and the run ends with the model an uninterrupted run writes.
+#[test]
+fn a_run_terminated_mid_search_resumes_to_the_uninterrupted_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = dir.path().join("six-epochs.yaml");
+    std::fs::write(
+        &spec,
+        format!("version: 1\ndata: {{path: {FASHION_MNIST}, split: test}}\ncollect: {{failures: 32}}\nsearch: {{block: 8, nodes: 2, epochs: 6, batch: 16, train_images: 256}}\ntrain: {{epochs: 1, batch: 16, train_images: 64}}\nvalidate: {{samples: 16, latency_images: 64}}\ngate: {{max_latency_ratio: 100}}\n"),
+    )
+    .unwrap();
+    let straight = dir.path().join("straight.onnx");
+    let run = repair(&spec, &straight, &[]);
+    assert!(run.status.code().is_some_and(|c| c <= 1), "{}", String::from_utf8_lossy(&run.stderr));
+
+    let out = dir.path().join("resumed.onnx");
+    let (status, stderr) = interrupt_mid_search(&spec, &out, "-TERM");
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    let dump = dir.path().join("resumed-dump");
+    assert_eq!(finished_stages(&dump), ["localize"], "not interrupted mid-search");
+    assert_eq!(temp_files(dir.path()), Vec::<PathBuf>::new());
+
+    let resumed = repair(&spec, &out, &["--resume", dump.to_str().unwrap()]);
+    assert_eq!(resumed.status.code(), run.status.code(), "{}", String::from_utf8_lossy(&resumed.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("resumed-report/report.json")).unwrap()).unwrap();
+    assert!(report["repair"]["resumed_from_epoch"].as_u64().is_some(), "the search did not continue from its checkpoint");
+    // Same seed, same threads: the same file, byte for byte (metadata included).
+    assert!(std::fs::read(&out).unwrap() == std::fs::read(&straight).unwrap(), "the resumed run wrote another out.onnx");
 }
 
 fn finished_stages(dump: &Path) -> Vec<String> {

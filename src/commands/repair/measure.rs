@@ -66,6 +66,7 @@ fn predict(model: &mut OrtModel, data: &Dataset, plan: &InputPlan, batch: usize)
     let mut out = Vec::with_capacity(data.len());
     let batch = batch.max(1);
     for start in (0..data.len()).step_by(batch) {
+        crate::interrupt::check()?;
         let (shape, values) = plan.batch(&data.images(start..(start + batch).min(data.len())))?;
         let (out_shape, logits) = model.run(&shape, values)?;
         let classes = out_shape.last().copied().unwrap_or(1).max(1) as usize;

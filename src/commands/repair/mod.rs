@@ -21,6 +21,7 @@ use super::search::{prepare, request, write_json, SearchOptions};
 use crate::data::DataError;
 use crate::detect::detect;
 use crate::export::{self, Provenance, GATE_METADATA_KEY};
+use crate::interrupt;
 use crate::onnx::{load_model, save_model};
 use crate::report::{self, BlockSummary, OrtMeasures, Report, StageTime, Validation, Versions};
 use crate::search::{self, Chosen};
@@ -103,6 +104,7 @@ pub fn repair(input: &Path, options: &RepairOptions) -> Result<(Report, Vec<Path
     };
 
     // Localize: which block.
+    interrupt::check()?;
     let chosen: Chosen = if dump.finished(Stage::Localize) {
         read_json(&dump.path(artifacts::LOCALIZE))?
     } else {
@@ -118,6 +120,7 @@ pub fn repair(input: &Path, options: &RepairOptions) -> Result<(Report, Vec<Path
     }
 
     // Search: D_fail, the architecture search, the training of the derived cell.
+    interrupt::check()?;
     let outcome = if dump.finished(Stage::Search) {
         artifacts::load_search(&dump, &lowered, chosen)?
     } else {
@@ -134,6 +137,7 @@ pub fn repair(input: &Path, options: &RepairOptions) -> Result<(Report, Vec<Path
     }
 
     // Export: the cell as ONNX nodes in place of the block, fine-tuned weights written back.
+    interrupt::check()?;
     let splice = lowered.splice(&outcome.report.target.entry, &outcome.report.target.tensor).map_err(|source| Error::Lower { path: input.to_path_buf(), source })?;
     let mut repaired = if dump.finished(Stage::Export) {
         load_model(&dump.path(REPAIRED))?
@@ -161,6 +165,7 @@ pub fn repair(input: &Path, options: &RepairOptions) -> Result<(Report, Vec<Path
     let bytes = repaired.encode_to_vec();
 
     // Validate: onnxruntime and tract against the tch model.
+    interrupt::check()?;
     let validation: Validation = if dump.finished(Stage::Validate) {
         read_json(&dump.path(VALIDATION))?
     } else {
@@ -182,6 +187,7 @@ pub fn repair(input: &Path, options: &RepairOptions) -> Result<(Report, Vec<Path
     }
 
     // Measure: before/after by onnxruntime.
+    interrupt::check()?;
     let measured: OrtMeasures = if dump.finished(Stage::Measure) {
         read_json(&dump.path(MEASURED))?
     } else {
@@ -196,6 +202,7 @@ pub fn repair(input: &Path, options: &RepairOptions) -> Result<(Report, Vec<Path
     }
 
     // Gate, out.onnx, report.
+    interrupt::check()?;
     let gate = spec.gate.check(&measured);
     export::set_metadata(&mut repaired, GATE_METADATA_KEY, if gate.passed { "passed" } else { "failed" });
     save_model(&repaired, &options.output)?;
