@@ -17,7 +17,7 @@ use archrepair_onnx::data::{DataSource, Fit, Format, InputSpec, Layout, Split};
 ///
 /// Main use: `archrepair-onnx in.onnx out.onnx --spec repair.yaml` (docs/user-guide.md). Exit
 /// codes: 0 repaired and gate passed, 1 ran but the gate failed (out.onnx still written, marked
-/// in its metadata), 2 usage, spec, model or data error.
+/// in its metadata), 2 usage, spec, model or data error, 130 interrupted (Ctrl-C, SIGTERM).
 #[command(name = "archrepair-onnx", version, about, long_about = None, args_conflicts_with_subcommands = true)]
 pub struct Cli {
     #[command(subcommand)]

@@ -40,6 +40,9 @@ pub struct EpochLog {
     /// Derived op per edge → how many edges use it, before the skip cap (to watch collapse).
     pub histogram: BTreeMap<String, usize>,
     pub seconds: f64,
+    /// The epoch diverged once, was rolled back and ran again at a tenth of the learning rates.
+    #[serde(default)]
+    pub rolled_back: bool,
 }
 
 pub struct SearchResult {
@@ -100,9 +103,17 @@ impl SearchLoop<'_> {
         let budget = spec.budget_minutes.map(|m| m * 60.0);
         let mut stopped_by_budget = false;
         let bar = steps_bar((steps * spec.epochs.saturating_sub(first_epoch)) as u64, self.progress);
-        for epoch in first_epoch..spec.epochs {
+        // An epoch whose loss turns NaN or infinite is rolled back to its start and run again
+        // at a tenth of both learning rates (for the rest of the search); a second divergence
+        // ends the search with an error instead of a broken cell.
+        let mut lr_scale = 1.0;
+        let mut rolled_back_epoch = None;
+        let mut epoch = first_epoch;
+        while epoch < spec.epochs {
+            let start_of_epoch = Checkpoint::capture(&self.fingerprint, epoch, &history, net, &sgd, &adam);
+            let mut diverged = false;
             let epoch_started = Instant::now();
-            let lr = cosine(spec.lr, spec.lr_min, epoch, spec.epochs);
+            let lr = cosine(spec.lr, spec.lr_min, epoch, spec.epochs) * lr_scale;
             let update_alpha = epoch >= spec.warmup_epochs;
             let mut rng = Pcg64::seed_from_u64(self.seed ^ (0x5345_4152 + epoch as u64));
             let (mut rows_a, mut rows_b) = (self.data.half_a.clone(), self.data.half_b.clone());
@@ -115,7 +126,10 @@ impl SearchLoop<'_> {
                 if update_alpha {
                     let (pb, lb) = self.data.batch(&rows_b[range])?;
                     let (loss_b, correct_b) = net.loss(&pb, &lb, true)?;
-                    tally.alpha.add(&loss_b, correct_b, batch);
+                    if !tally.alpha.add(&loss_b, correct_b, batch).is_finite() {
+                        diverged = true;
+                        break;
+                    }
                     let grads = match spec.order {
                         Order::First => gradients(&loss_b, std::slice::from_ref(&alpha))?,
                         Order::Second => {
@@ -124,10 +138,13 @@ impl SearchLoop<'_> {
                             unrolled_alpha_gradient(&weights, std::slice::from_ref(&alpha), lr, spec.weight_decay, &mut train_loss, &mut val_loss)?
                         }
                     };
-                    adam.step(&grads, spec.alpha_lr);
+                    adam.step(&grads, spec.alpha_lr * lr_scale);
                 }
                 let (loss_a, correct_a) = net.loss(&pa, &la, true)?;
-                tally.weights.add(&loss_a, correct_a, batch);
+                if !tally.weights.add(&loss_a, correct_a, batch).is_finite() {
+                    diverged = true;
+                    break;
+                }
                 let mut grads = gradients(&loss_a, &weights)?;
                 clip_grad_norm(&mut grads, spec.grad_clip);
                 sgd.step(&grads, lr);
@@ -148,6 +165,23 @@ impl SearchLoop<'_> {
                     break;
                 }
             }
+            if diverged {
+                if let Some(first) = rolled_back_epoch {
+                    return Err(Error::Mismatch(format!(
+                        "the search diverged (a NaN or infinite loss) in epoch {}, was rolled back to the epoch's start with a tenth of its learning rates, and diverged again in epoch {} (search.lr {:e}, search.alpha_lr {:e}); lower them, lower search.grad_clip, or check the data for NaN",
+                        first + 1,
+                        epoch + 1,
+                        spec.lr,
+                        spec.alpha_lr
+                    ))
+                    .into());
+                }
+                start_of_epoch.restore(net, &mut sgd, &mut adam)?;
+                history.truncate(start_of_epoch.state.history.len());
+                lr_scale = 0.1;
+                rolled_back_epoch = Some(epoch);
+                continue;
+            }
             let genotype = current_genotype(net, self.ops, spec);
             let unguarded = Genotype::derive(&net.mixing(), self.ops, spec.nodes, usize::MAX);
             history.push(EpochLog {
@@ -160,6 +194,7 @@ impl SearchLoop<'_> {
                 genotype: genotype.to_string(),
                 histogram: unguarded.histogram().into_iter().map(|(op, n)| (op.to_string(), n)).collect(),
                 seconds: epoch_started.elapsed().as_secs_f64(),
+                rolled_back: rolled_back_epoch == Some(epoch),
             });
             if let Some(path) = &self.checkpoint {
                 Checkpoint::save(path, &self.fingerprint, epoch + 1, &history, net, &sgd, &adam)?;
@@ -167,6 +202,7 @@ impl SearchLoop<'_> {
             if stopped_by_budget {
                 break;
             }
+            epoch += 1;
         }
         bar.finish_and_clear();
         let alpha_max_change = (alpha.detach() - initial_alpha).abs().max().double_value(&[]);
@@ -201,11 +237,14 @@ pub(super) struct Sums {
 }
 
 impl Sums {
-    pub(super) fn add(&mut self, loss: &Tensor, correct: i64, batch: usize) {
-        self.loss += loss.double_value(&[]);
+    /// Adds one batch; returns its loss (NaN or infinite when the optimisation diverged).
+    pub(super) fn add(&mut self, loss: &Tensor, correct: i64, batch: usize) -> f64 {
+        let value = loss.double_value(&[]);
+        self.loss += value;
         self.correct += correct;
         self.seen += batch;
         self.batches += 1;
+        value
     }
 
     pub(super) fn mean_loss(&self) -> f64 {

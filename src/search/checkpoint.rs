@@ -31,20 +31,32 @@ fn files(folder: &Path) -> (PathBuf, PathBuf) {
     (folder.join("checkpoint.json"), folder.join("checkpoint.ot"))
 }
 
+/// Everything a checkpoint holds, by name (shallow: the live tensors). Archive names are
+/// positional: libtorch archives treat '.' in a name as nesting.
+fn named(net: &SplicedNet, sgd: &Sgd, adam: &Adam) -> Vec<(String, Tensor)> {
+    let mut named: Vec<(String, Tensor)> = net.cell_variables().into_iter().enumerate().map(|(i, t)| (format!("var_{i}"), t)).collect();
+    if let Some(alpha) = &net.alpha {
+        named.push(("alpha".into(), alpha.shallow_clone()));
+    }
+    named.extend(sgd.buffers.iter().enumerate().map(|(i, t)| (format!("sgd_{i}"), t.shallow_clone())));
+    named.extend(adam.first.iter().enumerate().map(|(i, t)| (format!("adam1_{i}"), t.shallow_clone())));
+    named.extend(adam.second.iter().enumerate().map(|(i, t)| (format!("adam2_{i}"), t.shallow_clone())));
+    named
+}
+
 impl Checkpoint {
+    /// The state after `epochs_done` epochs, copied: the point an epoch that diverges rolls
+    /// back to.
+    pub fn capture(fingerprint: &str, epochs_done: usize, history: &[EpochLog], net: &SplicedNet, sgd: &Sgd, adam: &Adam) -> Checkpoint {
+        let tensors = named(net, sgd, adam).into_iter().map(|(name, t)| (name, t.detach().copy())).collect();
+        Checkpoint { state: State { fingerprint: fingerprint.to_string(), epochs_done, adam_steps: adam.steps, history: history.to_vec() }, tensors }
+    }
+
     pub fn save(folder: &Path, fingerprint: &str, epochs_done: usize, history: &[EpochLog], net: &SplicedNet, sgd: &Sgd, adam: &Adam) -> Result<(), Error> {
         let (json, archive) = files(folder);
         std::fs::create_dir_all(folder).map_err(|source| DataError::Write { path: folder.to_path_buf(), source })?;
-        // Archive names are positional: libtorch archives treat '.' in a name as nesting.
-        let mut named: Vec<(String, Tensor)> = net.cell_variables().into_iter().enumerate().map(|(i, t)| (format!("var_{i}"), t)).collect();
-        if let Some(alpha) = &net.alpha {
-            named.push(("alpha".into(), alpha.shallow_clone()));
-        }
-        named.extend(sgd.buffers.iter().enumerate().map(|(i, t)| (format!("sgd_{i}"), t.shallow_clone())));
-        named.extend(adam.first.iter().enumerate().map(|(i, t)| (format!("adam1_{i}"), t.shallow_clone())));
-        named.extend(adam.second.iter().enumerate().map(|(i, t)| (format!("adam2_{i}"), t.shallow_clone())));
         let tmp = archive.with_extension("ot.tmp");
-        Tensor::save_multi(&named, &tmp).map_err(|e| DataError::format(&archive, e.to_string()))?;
+        Tensor::save_multi(&named(net, sgd, adam), &tmp).map_err(|e| DataError::format(&archive, e.to_string()))?;
         std::fs::rename(&tmp, &archive).map_err(|source| DataError::Write { path: archive.clone(), source })?;
         let state = State { fingerprint: fingerprint.to_string(), epochs_done, adam_steps: adam.steps, history: history.to_vec() };
         let text = serde_json::to_string_pretty(&state).map_err(|e| DataError::format(&json, e.to_string()))?;

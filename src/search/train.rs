@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use tch::Tensor;
 
 use crate::commands::progress::steps_bar;
+use crate::Error;
 use crate::localize::Failure;
 use crate::lower::LowerError;
 
@@ -30,6 +31,9 @@ pub struct TrainEpoch {
     pub train_accuracy: f64,
     pub holdout_accuracy: f64,
     pub seconds: f64,
+    /// The epoch diverged once, was rolled back and ran again at a tenth of the learning rate.
+    #[serde(default)]
+    pub rolled_back: bool,
 }
 
 pub struct Trained {
@@ -87,14 +91,23 @@ impl Trainer<'_> {
                 }
                 params.extend(self.backbone.iter().map(Tensor::shallow_clone));
             }
-            let mut sgd = Sgd::new(params.iter().map(Tensor::shallow_clone).collect(), spec.momentum, spec.weight_decay);
+            let new_sgd = || Sgd::new(params.iter().map(Tensor::shallow_clone).collect(), spec.momentum, spec.weight_decay);
+            let mut sgd = new_sgd();
             let rows = &self.data.training;
             let batch = spec.batch.max(1);
             let steps = rows.len() / batch;
             let bar = steps_bar((steps * epochs) as u64, self.progress);
-            for epoch in 0..epochs {
+            // A NaN or infinite loss rolls the epoch back to its start and runs it again at a
+            // tenth of the learning rate (with fresh momentum), once per phase; a second
+            // divergence is an error.
+            let mut lr_scale = 1.0;
+            let mut rolled_back_epoch = None;
+            let mut epoch = 0;
+            while epoch < epochs {
+                let start_of_epoch = self.snapshot(net);
+                let mut diverged = false;
                 let epoch_started = Instant::now();
-                let lr = if whole { lr0 } else { cosine(lr0, spec.lr_min, epoch, epochs) };
+                let lr = lr_scale * if whole { lr0 } else { cosine(lr0, spec.lr_min, epoch, epochs) };
                 let mut rows = rows.clone();
                 rows.shuffle(&mut Pcg64::seed_from_u64(self.seed ^ (0x5452_4149 + epoch as u64 + if whole { 1 << 20 } else { 0 })));
                 let mut sums = Sums::default();
@@ -110,7 +123,10 @@ impl Trainer<'_> {
                         }
                         _ => net.loss(&pixels, &labels, true)?,
                     };
-                    sums.add(&loss, correct, batch);
+                    if !sums.add(&loss, correct, batch).is_finite() {
+                        diverged = true;
+                        break;
+                    }
                     let mut grads = gradients(&loss, &params)?;
                     clip_grad_norm(&mut grads, spec.grad_clip);
                     sgd.step(&grads, lr);
@@ -124,6 +140,23 @@ impl Trainer<'_> {
                         break;
                     }
                 }
+                if diverged {
+                    if let Some(first) = rolled_back_epoch {
+                        return Err(Error::Mismatch(format!(
+                            "training the derived cell diverged (a NaN or infinite loss) in {phase} epoch {}, was rolled back to the epoch's start with a tenth of its learning rate, and diverged again in epoch {} (train.{} {:e}); lower it, lower train.grad_clip, or check the data for NaN",
+                            first + 1,
+                            epoch + 1,
+                            if whole { "finetune_lr" } else { "lr" },
+                            lr0
+                        ))
+                        .into());
+                    }
+                    self.restore(net, &start_of_epoch);
+                    sgd = new_sgd();
+                    lr_scale = 0.1;
+                    rolled_back_epoch = Some(epoch);
+                    continue;
+                }
                 let holdout_accuracy = accuracy(&|p| net.predict(p), self.data, &self.data.holdout)?;
                 history.push(TrainEpoch {
                     phase: phase.to_string(),
@@ -133,6 +166,7 @@ impl Trainer<'_> {
                     train_accuracy: sums.accuracy(),
                     holdout_accuracy,
                     seconds: epoch_started.elapsed().as_secs_f64(),
+                    rolled_back: rolled_back_epoch == Some(epoch),
                 });
                 if best.as_ref().is_none_or(|b| holdout_accuracy > b.0) {
                     best = Some((holdout_accuracy, phase.to_string(), epoch, self.snapshot(net)));
@@ -140,6 +174,7 @@ impl Trainer<'_> {
                 if stopped_by_budget {
                     break;
                 }
+                epoch += 1;
             }
             bar.finish_and_clear();
             if whole {

@@ -294,3 +294,27 @@ fn the_demo_runs_from_any_folder_on_the_embedded_subject_and_spec() {
     assert_eq!(no_data.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&no_data.stderr).contains("dataset-fashion-mnist"));
 }
+
+/// A learning rate that makes the loss infinite: the epoch is rolled back and run again at a
+/// tenth of it, diverges again, and the run ends with an error naming the spec key, without
+/// an out.onnx and without recording the search as finished.
+#[test]
+fn a_diverging_search_or_training_rolls_back_once_then_fails_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = tiny_spec(dir.path(), "");
+    let text = std::fs::read_to_string(&spec).unwrap();
+    for (section, key, changed) in [
+        ("search", "search.lr", text.replace("epochs: 1, batch: 16, train_images: 64}\ntrain", "epochs: 1, batch: 16, train_images: 64, lr: 1.0e+30}\ntrain")),
+        ("train", "train.lr", text.replace("train: {epochs: 1,", "train: {epochs: 1, lr: 1.0e+30,")),
+    ] {
+        assert_ne!(changed, text, "{section}: the spec was not changed");
+        std::fs::write(&spec, changed).unwrap();
+        let out = dir.path().join(format!("{section}.onnx"));
+        let run = repair(&spec, &out, &[]);
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(run.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains("diverged") && stderr.contains("rolled back") && stderr.contains(key), "{section}: {stderr}");
+        assert!(!out.exists());
+        assert_eq!(finished_stages(&dir.path().join(format!("{section}-dump"))), ["localize"]);
+    }
+}
