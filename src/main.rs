@@ -22,8 +22,15 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
+            // Several errors print their source inside their own message (`file: reason`);
+            // a cause already shown in the line above is not repeated.
+            let mut shown = e.to_string();
             for cause in e.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
+                let line = cause.to_string();
+                if !shown.contains(&line) {
+                    eprintln!("  caused by: {line}");
+                }
+                shown = line;
             }
             let interrupted = e.chain().any(|c| matches!(c.downcast_ref::<archrepair_onnx::Error>(), Some(archrepair_onnx::Error::Interrupted)));
             ExitCode::from(if interrupted { archrepair_onnx::interrupt::EXIT_CODE } else { 2 })

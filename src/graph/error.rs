@@ -15,7 +15,7 @@ pub enum GraphError {
     #[error("the model imports no ai.onnx operator set, but node `{node}` ({op_type}) is an ai.onnx operator; add an opset_import entry for the default domain (re-exporting the model does this)")]
     NoOpset { node: String, op_type: String },
 
-    #[error("initializer `{name}` cannot be decoded: {source}. Re-export the model, or load it with `load_model` so that external data is read")]
+    #[error("initializer `{name}` cannot be decoded: {source}. The model file is damaged or incomplete: re-export it (if its weights are in an external data file, keep that file beside the model)")]
     Initializer {
         name: String,
         #[source]

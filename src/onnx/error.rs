@@ -14,6 +14,10 @@ pub enum OnnxError {
     #[error("`{path}` is not an ONNX model: {reason}. Check that the file is a complete .onnx export (not truncated, not another format)")]
     NotOnnx { path: PathBuf, reason: String },
 
+    /// Counted on the wire before decoding, so the refusal costs no memory (onnx/limits.rs).
+    #[error("`{path}` has more than {limit} nodes, far more than any image classifier; refused before decoding it, to bound memory and time. Check that it is the model you mean to repair")]
+    TooManyNodes { path: PathBuf, limit: usize },
+
     #[error("tensor `{name}`: {reason}")]
     BadTensor { name: String, reason: String },
 

@@ -4,13 +4,15 @@
 //! external-data paths) ends in an [`OnnxError`] naming the file, never a panic. Protobuf accepts
 //! many byte strings that are not models, so a decoded message must also have what every model
 //! has: a graph, an `ir_version` and an `opset_import`. External data is read into `raw_data`
-//! at once, so later stages never deal with a second file and saving cannot lose it.
+//! at once, so later stages never deal with a second file and saving cannot lose it. A file
+//! with more than [`MAX_NODES`] nodes is refused before it is decoded (see `limits.rs`).
 
 use std::path::Path;
 
 use prost::Message;
 
 use super::external::{for_each_tensor, is_external, ExternalReader};
+use super::limits::{count_nodes, describe_decode_error, MAX_NODES};
 use super::proto::ModelProto;
 use super::OnnxError;
 
@@ -32,7 +34,11 @@ pub fn load_model_from_bytes(bytes: &[u8], origin: &Path, base_dir: Option<&Path
     if bytes.is_empty() {
         return Err(not_onnx("the file is empty".into()));
     }
-    let mut model = ModelProto::decode(bytes).map_err(|e| not_onnx(format!("protobuf decoding failed ({e})")))?;
+    let nodes = count_nodes(bytes);
+    if nodes > MAX_NODES {
+        return Err(OnnxError::TooManyNodes { path: origin.to_path_buf(), limit: MAX_NODES });
+    }
+    let mut model = ModelProto::decode(bytes).map_err(|e| not_onnx(format!("protobuf decoding failed ({})", describe_decode_error(&e))))?;
     let mut missing = vec![];
     if model.graph.is_none() {
         missing.push("graph");

@@ -2,11 +2,13 @@
 
 mod error;
 mod external;
+mod limits;
 mod load;
 mod save;
 pub mod tensor;
 
 pub use error::OnnxError;
+pub use limits::MAX_NODES;
 pub use load::{load_model, load_model_from_bytes};
 pub use save::{save_model, save_model_with, SaveOptions, SaveSummary, PROTOBUF_LIMIT};
 pub use tensor::{load_tensor, load_tensor_proto, Tensor, TensorData};

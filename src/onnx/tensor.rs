@@ -101,13 +101,12 @@ fn decode_raw(raw: &[u8], elem_type: DataType, count: usize) -> Result<TensorDat
         D::Int8 | D::Uint8 | D::Bool => 1,
         other => return Err(format!("element type {} is not supported", other.as_str_name())),
     };
-    if raw.len() != count * width {
-        return Err(format!(
-            "raw_data holds {} bytes, {count} elements of {} need {}",
-            raw.len(),
-            elem_type.as_str_name(),
-            count * width
-        ));
+    // Checked multiplication: dims are untrusted, and a wrapped product could match a short
+    // raw_data.
+    let needed = count.checked_mul(width);
+    if needed != Some(raw.len()) {
+        let needed = needed.map_or_else(|| "more bytes than memory can hold".to_string(), |n| n.to_string());
+        return Err(format!("raw_data holds {} bytes, {count} elements of {} need {needed}", raw.len(), elem_type.as_str_name()));
     }
     let chunks = raw.chunks_exact(width);
     Ok(match elem_type {

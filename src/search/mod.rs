@@ -174,20 +174,51 @@ pub struct StageSeconds {
 /// The format of search.json.
 pub const FORMAT_VERSION: u32 = 1;
 
+/// The checks of [`search`] that need no long work (the spec's ops, a given block id, a
+/// dynamic batch axis), so that the main command refuses before it writes anything.
+pub fn check_early(graph: &Graph, model: &LoweredModel, plan: &InputPlan, spec: &Spec, model_path: &Path) -> Result<(), Error> {
+    parse_ops(spec)?;
+    pixel_input(plan, model, model_path)?;
+    if let options::BlockChoice::Id(id) = spec.search.block {
+        find_block(&detect(graph), id, model_path)?;
+    }
+    Ok(())
+}
+
+fn parse_ops(spec: &Spec) -> Result<Vec<ops::OpKind>, Error> {
+    ops::parse_ops(&spec.search.ops).map_err(|e| Error::Mismatch(format!("search.ops: {e}")))
+}
+
+/// The model's pixel input; a model whose batch size is fixed cannot be trained on.
+fn pixel_input(plan: &InputPlan, model: &LoweredModel, model_path: &Path) -> Result<PixelInput, Error> {
+    let input = PixelInput::new(plan, model.device())?;
+    if let Some(fixed) = input.fixed_batch() {
+        return Err(Error::Mismatch(format!(
+            "`{}` fixes its batch size to {fixed}; the search trains on batches of other sizes, so re-export the model with a dynamic batch axis (e.g. torch.onnx.export(..., dynamic_axes={{'input': {{0: 'batch'}}}}))",
+            model_path.display()
+        )));
+    }
+    Ok(input)
+}
+
+fn find_block<'d>(detection: &'d crate::detect::Detection, id: usize, model_path: &Path) -> Result<&'d crate::detect::Block, Error> {
+    detection.blocks.iter().find(|b| b.id == id).ok_or_else(|| {
+        Error::Mismatch(format!(
+            "search.block: `{}` has no block {id}; it has {} (ids 0-{}), see `archrepair-onnx blocks`",
+            model_path.display(),
+            detection.blocks.len(),
+            detection.blocks.len().saturating_sub(1)
+        ))
+    })
+}
+
 pub fn search(request: &Request) -> Result<Outcome, Error> {
     let started = Instant::now();
     let spec = request.spec;
     let (s, t) = (&spec.search, &spec.train);
-    let ops = ops::parse_ops(&s.ops).map_err(|e| Error::Mismatch(format!("search.ops: {e}")))?;
+    let ops = parse_ops(spec)?;
     let named = |e: Failure| e.in_model(request.model_path);
-
-    let input = PixelInput::new(request.plan, request.model.device())?;
-    if let Some(fixed) = input.fixed_batch() {
-        return Err(Error::Mismatch(format!(
-            "`{}` fixes its batch size to {fixed}; the search trains on batches of other sizes, so re-export the model with a dynamic batch axis (e.g. torch.onnx.export(..., dynamic_axes={{'input': {{0: 'batch'}}}}))",
-            request.model_path.display()
-        )));
-    }
+    let input = pixel_input(request.plan, request.model, request.model_path)?;
 
     // Which block.
     let chosen = match request.chosen {
@@ -195,16 +226,8 @@ pub fn search(request: &Request) -> Result<Outcome, Error> {
         None => choose_block(request)?,
     };
     let detection = detect(request.graph);
-    let block_id = chosen.block;
     let localize_seconds = started.elapsed().as_secs_f64();
-    let block = detection.blocks.iter().find(|b| b.id == block_id).ok_or_else(|| {
-        Error::Mismatch(format!(
-            "search.block: `{}` has no block {block_id}; it has {} (ids 0-{}), see `archrepair-onnx blocks`",
-            request.model_path.display(),
-            detection.blocks.len(),
-            detection.blocks.len().saturating_sub(1)
-        ))
-    })?;
+    let block = find_block(&detection, chosen.block, request.model_path)?;
     let target = Target::new(request.graph, block, s.keep_shortcut).map_err(Error::Mismatch)?;
     let splice = request.model.splice(&target.entry, &target.tensor).map_err(|source| Error::Lower { path: request.model_path.to_path_buf(), source })?;
     let shape = target.cell_shape(s.channels, s.nodes.max(1));

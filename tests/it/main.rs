@@ -7,6 +7,7 @@ mod corrupt;
 mod coverage;
 mod data;
 mod detect;
+mod errors;
 mod export;
 mod graph;
 mod json_schema;

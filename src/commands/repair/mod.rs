@@ -60,14 +60,17 @@ pub fn repair(input: &Path, options: &RepairOptions) -> Result<(Report, Vec<Path
     check_paths(input, options)?;
     let spec_json = serde_json::to_value(spec).unwrap_or_default();
     let fingerprint = run_fingerprint(input, &spec_json, &options.search)?;
-    let mut dump = if options.search.resume {
-        DumpDir::resume(&options.search.out, &fingerprint)?
+    // Every check that can refuse the run comes before the dump folder is created, so a
+    // refused run writes nothing.
+    let resumed = if options.search.resume {
+        Some(DumpDir::resume(&options.search.out, &fingerprint)?)
     } else {
-        DumpDir::start(&options.search.out, &fingerprint, input, options.search.force)?
+        DumpDir::refuse_earlier_run(&options.search.out, options.search.force)?;
+        None
     };
-    if let (Some(stop), Some(done)) = (options.stop_after, dump.last_finished()) {
+    if let (Some(stop), Some(done)) = (options.stop_after, resumed.as_ref().and_then(DumpDir::last_finished)) {
         if stop < done {
-            return Err(Error::Mismatch(format!("--stop-after {stop}: `{}` has already finished {done}; stop after a later stage, or drop --stop-after", dump.dir().display())));
+            return Err(Error::Mismatch(format!("--stop-after {stop}: `{}` has already finished {done}; stop after a later stage, or drop --stop-after", options.search.out.display())));
         }
     }
 
@@ -75,6 +78,11 @@ pub fn repair(input: &Path, options: &RepairOptions) -> Result<(Report, Vec<Path
     let prepared = prepare(input, &options.search)?;
     let device = spec.device.device().map_err(Error::Mismatch)?;
     let lowered = prepared.model.lower(device)?;
+    search::check_early(&prepared.model.graph, &lowered, &prepared.plan, spec, input)?;
+    let mut dump = match resumed {
+        Some(dump) => dump,
+        None => DumpDir::start(&options.search.out, &fingerprint, input, options.search.force)?,
+    };
     let load_time = StageTime::since("load", started);
     let mut report = Report {
         schema_version: report::SCHEMA_VERSION,

@@ -91,6 +91,20 @@ impl DumpDir {
     /// A fresh run's folder. A folder holding another run's stages is only reused with
     /// `force` (the check comes before any long work).
     pub fn start(dir: &Path, fingerprint: &str, input: &Path, force: bool) -> Result<DumpDir, Error> {
+        Self::refuse_earlier_run(dir, force)?;
+        std::fs::create_dir_all(dir).map_err(|source| DataError::Write { path: dir.to_path_buf(), source })?;
+        let dump = DumpDir {
+            dir: dir.to_path_buf(),
+            manifest: Manifest { format: FORMAT_VERSION, fingerprint: fingerprint.into(), input: input.display().to_string(), finished: Vec::new(), times: Vec::new() },
+            resumed_times: 0,
+        };
+        dump.save()?;
+        Ok(dump)
+    }
+
+    /// The error for a folder holding another run's stages (unless `force`); reads only, so
+    /// the main command checks it before its other checks and creates the folder after them.
+    pub fn refuse_earlier_run(dir: &Path, force: bool) -> Result<(), Error> {
         let manifest_path = dir.join(MANIFEST);
         if manifest_path.exists() && !force {
             let finished = read_json::<Manifest>(&manifest_path).map(|m| m.finished.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")).unwrap_or_default();
@@ -100,14 +114,7 @@ impl DumpDir {
                 if finished.is_empty() { "none" } else { &finished },
             )));
         }
-        std::fs::create_dir_all(dir).map_err(|source| DataError::Write { path: dir.to_path_buf(), source })?;
-        let dump = DumpDir {
-            dir: dir.to_path_buf(),
-            manifest: Manifest { format: FORMAT_VERSION, fingerprint: fingerprint.into(), input: input.display().to_string(), finished: Vec::new(), times: Vec::new() },
-            resumed_times: 0,
-        };
-        dump.save()?;
-        Ok(dump)
+        Ok(())
     }
 
     /// An earlier run's folder, to continue after its last finished stage; refused when that
