@@ -175,12 +175,28 @@ pub struct StageSeconds {
 pub const FORMAT_VERSION: u32 = 1;
 
 /// The checks of [`search`] that need no long work (the spec's ops, a given block id, a
-/// dynamic batch axis), so that the main command refuses before it writes anything.
+/// dynamic batch axis, finite weights), so that the main command refuses before it writes anything.
 pub fn check_early(graph: &Graph, model: &LoweredModel, plan: &InputPlan, spec: &Spec, model_path: &Path) -> Result<(), Error> {
     parse_ops(spec)?;
     pixel_input(plan, model, model_path)?;
     if let options::BlockChoice::Id(id) = spec.search.block {
         find_block(&detect(graph), id, model_path)?;
+    }
+    finite_weights(model, model_path)
+}
+
+/// A weight or BatchNormalization statistic holding NaN or infinity makes every gradient NaN:
+/// refused up front, naming the initializer (constants may hold -inf masks and are not checked).
+fn finite_weights(model: &LoweredModel, model_path: &Path) -> Result<(), Error> {
+    for w in model.weights().iter().filter(|w| w.role != Role::Constant && w.tensor.is_floating_point()) {
+        let finite = w.tensor.f_isfinite().and_then(|t| t.f_all()).and_then(|t| t.f_int64_value(&[])).map_err(Error::torch("checking the weights for NaN"))?;
+        if finite == 0 {
+            return Err(Error::Mismatch(format!(
+                "`{}`: initializer `{}` holds NaN or infinite values, so the model cannot be trained or repaired; re-export it from a healthy checkpoint",
+                model_path.display(),
+                w.onnx_name
+            )));
+        }
     }
     Ok(())
 }
@@ -219,6 +235,7 @@ pub fn search(request: &Request) -> Result<Outcome, Error> {
     let ops = parse_ops(spec)?;
     let named = |e: Failure| e.in_model(request.model_path);
     let input = pixel_input(request.plan, request.model, request.model_path)?;
+    finite_weights(request.model, request.model_path)?;
 
     // Which block.
     let chosen = match request.chosen {

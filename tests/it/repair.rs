@@ -318,3 +318,26 @@ fn a_diverging_search_or_training_rolls_back_once_then_fails_naming_the_key() {
         assert_eq!(finished_stages(&dir.path().join(format!("{section}-dump"))), ["localize"]);
     }
 }
+
+#[test]
+fn a_model_with_a_nan_weight_is_refused_naming_the_initializer() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut model = archrepair_onnx::onnx::load_model(&subject()).unwrap();
+    let weight = model.graph.as_mut().unwrap().initializer.iter_mut().find(|t| t.name() == "conv1.weight").unwrap();
+    let raw = weight.raw_data.as_mut().expect("the subject stores raw_data");
+    raw[..4].copy_from_slice(&f32::NAN.to_le_bytes());
+    let broken = dir.path().join("broken.onnx");
+    archrepair_onnx::onnx::save_model(&model, &broken).unwrap();
+
+    let out = dir.path().join("repaired.onnx");
+    let run = Command::new(env!("CARGO_BIN_EXE_archrepair-onnx"))
+        .arg(&broken)
+        .arg(&out)
+        .args(["--spec", tiny_spec(dir.path(), "").to_str().unwrap(), "--limit", "300"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert_eq!(run.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("`conv1.weight` holds NaN"), "{stderr}");
+    assert!(!out.exists() && !dir.path().join("repaired-dump").exists());
+}
