@@ -101,12 +101,13 @@ fn decode_raw(raw: &[u8], elem_type: DataType, count: usize) -> Result<TensorDat
         D::Int8 | D::Uint8 | D::Bool => 1,
         other => return Err(format!("element type {} is not supported", other.as_str_name())),
     };
-    if raw.len() != count * width {
+    // Huge dims must not overflow the byte count (found by fuzzing, docs/fuzzing.md).
+    if count.checked_mul(width) != Some(raw.len()) {
         return Err(format!(
             "raw_data holds {} bytes, {count} elements of {} need {}",
             raw.len(),
             elem_type.as_str_name(),
-            count * width
+            count as u128 * width as u128
         ));
     }
     let chunks = raw.chunks_exact(width);
@@ -219,6 +220,19 @@ mod tests {
         let d = decode(&t).unwrap();
         assert_eq!(d.dims, vec![2, 2]);
         assert_eq!(d.data, TensorData::Float(vec![1.0, -2.5, 0.0, 3.25]));
+    }
+
+    #[test]
+    fn huge_dims_with_raw_data_are_an_error_not_an_overflow() {
+        // Found by fuzzing (docs/fuzzing.md): 2^62 elements x 4 bytes wrapped to 0 = raw_data's length.
+        let t = TensorProto {
+            data_type: Some(DataType::Float as i32),
+            dims: vec![1 << 61, 2],
+            raw_data: Some(vec![]),
+            ..Default::default()
+        };
+        let e = decode(&t).unwrap_err().to_string();
+        assert!(e.contains("raw_data holds 0 bytes, 4611686018427387904 elements of FLOAT need 18446744073709551616"), "{e}");
     }
 
     #[test]

@@ -8,6 +8,7 @@ mod coverage;
 mod data;
 mod detect;
 mod export;
+mod fuzz_replay;
 mod graph;
 mod json_schema;
 mod localize;
