@@ -6,6 +6,8 @@ pub mod data;
 pub mod detect;
 pub mod export;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod graph;
 pub mod interrupt;
 pub mod localize;

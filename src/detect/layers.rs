@@ -33,7 +33,7 @@ impl ConvShape {
         Some(ConvShape {
             kernel: weight.get(2..)?.to_vec(),
             group,
-            in_channels: weight.get(1)? * group,
+            in_channels: weight.get(1)?.checked_mul(group)?,
             out_channels: *weight.first()?,
             strided: node.attributes.ints("strides").is_some_and(|s| s.iter().any(|&s| s > 1)),
         })
@@ -71,31 +71,33 @@ pub(super) fn example_shape(graph: &Graph, tensor: &str) -> Option<Vec<i64>> {
 /// not BatchNormalization running statistics), with their element counts.
 pub(super) fn parameters<'a>(graph: &'a Graph, roles: &'a HashMap<String, Role>, node: &'a Node) -> impl Iterator<Item = (&'a str, usize)> + 'a {
     node.inputs.iter().filter_map(move |name| {
-        let elements = known_dims(graph, name).map_or(0, |d| d.iter().product::<i64>().max(0) as usize);
+        let elements = known_dims(graph, name).and_then(|d| crate::onnx::tensor::element_count(&d)).unwrap_or(0);
         (roles.get(name) == Some(&Role::Trainable)).then_some((name.as_str(), elements))
     })
 }
 
-/// FLOPs of one node for one example, multiply-adds counted as 2; None when a shape is unknown.
+/// FLOPs of one node for one example, multiply-adds counted as 2; None when a shape is unknown
+/// (or the count overflows i64: dims from a hostile file).
 /// Conv, Gemm and MatMul dominate; other operators count one FLOP per output element (pools:
 /// one per window element).
 pub(super) fn node_flops(graph: &Graph, node: &Node) -> Option<u64> {
-    let out: i64 = example_shape(graph, node.outputs.first()?)?.iter().product();
+    let product = |dims: &[i64]| dims.iter().try_fold(1i64, |acc, &d| acc.checked_mul(d));
+    let out = product(&example_shape(graph, node.outputs.first()?)?)?;
     let flops = match node.op_type.as_str() {
         "Conv" => {
             let conv = ConvShape::of(graph, node)?;
-            let per_output = 2 * conv.in_channels / conv.group * conv.kernel.iter().product::<i64>();
+            let per_output = conv.in_channels.checked_mul(2)?.checked_div(conv.group)?.checked_mul(product(&conv.kernel)?)?;
             let bias = i64::from(node.inputs.get(2).is_some_and(|b| !b.is_empty()));
-            out * (per_output + bias)
+            out.checked_mul(per_output.checked_add(bias)?)?
         }
         "Gemm" | "MatMul" => {
             let a = known_dims(graph, node.inputs.first()?).or_else(|| example_shape(graph, node.inputs.first()?))?;
             let transposed = node.op_type == "Gemm" && node.attributes.int("transA") == Some(1);
             let inner = if transposed { *a.get(a.len().checked_sub(2)?)? } else { *a.last()? };
-            out * 2 * inner
+            out.checked_mul(2)?.checked_mul(inner)?
         }
-        "MaxPool" | "AveragePool" => out * node.attributes.ints("kernel_shape").map_or(1, |k| k.iter().product()),
-        "GlobalAveragePool" | "GlobalMaxPool" | "ReduceMean" => example_shape(graph, node.inputs.first()?)?.iter().product(),
+        "MaxPool" | "AveragePool" => out.checked_mul(node.attributes.ints("kernel_shape").map_or(Some(1), product)?)?,
+        "GlobalAveragePool" | "GlobalMaxPool" | "ReduceMean" => product(&example_shape(graph, node.inputs.first()?)?)?,
         _ => out,
     };
     u64::try_from(flops).ok()

@@ -183,7 +183,7 @@ fn block(graph: &Graph, roles: &HashMap<String, Role>, id: usize, f: Found) -> B
     let nodes: Vec<&crate::graph::Node> = f.nodes.iter().map(|&i| &graph.nodes[i]).collect();
     let mut seen = HashSet::new();
     let params = nodes.iter().flat_map(|n| parameters(graph, roles, n)).filter(|(name, _)| seen.insert(*name)).map(|(_, n)| n).sum();
-    let flops = nodes.iter().map(|n| node_flops(graph, n)).sum();
+    let flops = nodes.iter().try_fold(0u64, |acc, n| acc.checked_add(node_flops(graph, n)?));
     let (input_shape, output_shape) = (example_shape(graph, &f.entry), example_shape(graph, &f.exit));
     Block {
         id,
@@ -204,7 +204,7 @@ fn block(graph: &Graph, roles: &HashMap<String, Role>, id: usize, f: Found) -> B
 /// Input height over output height of `[C, H, W...]` example shapes.
 fn spatial_ratio(input: Option<&[i64]>, output: Option<&[i64]>) -> Option<i64> {
     let (&h_in, &h_out) = (input?.get(1)?, output?.get(1)?);
-    (h_out > 0).then(|| (h_in + h_out - 1) / h_out)
+    (h_out > 0).then(|| h_in.checked_add(h_out - 1)).flatten().map(|sum| sum / h_out)
 }
 
 fn layers(graph: &Graph, roles: &HashMap<String, Role>, blocks: &[Block]) -> Vec<Layer> {
@@ -236,4 +236,29 @@ fn layers(graph: &Graph, roles: &HashMap<String, Role>, blocks: &[Block]) -> Vec
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod overflow_tests {
+    //! Found by fuzzing (docs/fuzzing.md): costs of nodes whose dims come near i64::MAX.
+    use super::*;
+    use crate::graph::tests_support::*;
+
+    #[test]
+    fn flops_of_huge_shapes_are_unknown_not_wrapped() {
+        let relu = node("Relu", "r", &["x"], &["y"]);
+        let mut g = Graph::from_model(&model(13, vec![relu], &[("x", &[1, 1 << 32, 1 << 32])], &["y"])).unwrap();
+        g.infer_shapes().unwrap();
+        // 2^32 * 2^32 wrapped to 0.
+        assert_eq!(node_flops(&g, &g.nodes[0]), None);
+        assert_eq!(spatial_ratio(Some(&[1, i64::MAX]), Some(&[1, 2])), None);
+        assert_eq!(spatial_ratio(Some(&[1, 8]), Some(&[1, 3])), Some(3));
+    }
+
+    #[test]
+    fn conv_geometry_with_a_huge_group_is_unknown() {
+        let conv = with(node("Conv", "c", &["x", "w"], &["y"]), vec![int("group", (1 << 62) + 1)]);
+        let g = Graph::from_model(&model(13, vec![conv], &[("x", &[1, 4, 8, 8]), ("w", &[4, 4, 3, 3])], &["y"])).unwrap();
+        assert_eq!(ConvShape::of(&g, &g.nodes[0]), None);
+    }
 }

@@ -102,7 +102,7 @@ fn decode_raw(raw: &[u8], elem_type: DataType, count: usize) -> Result<TensorDat
         other => return Err(format!("element type {} is not supported", other.as_str_name())),
     };
     // Checked multiplication: dims are untrusted, and a wrapped product could match a short
-    // raw_data.
+    // raw_data (found by fuzzing too, docs/fuzzing.md).
     let needed = count.checked_mul(width);
     if needed != Some(raw.len()) {
         let needed = needed.map_or_else(|| "more bytes than memory can hold".to_string(), |n| n.to_string());
@@ -218,6 +218,19 @@ mod tests {
         let d = decode(&t).unwrap();
         assert_eq!(d.dims, vec![2, 2]);
         assert_eq!(d.data, TensorData::Float(vec![1.0, -2.5, 0.0, 3.25]));
+    }
+
+    #[test]
+    fn huge_dims_with_raw_data_are_an_error_not_an_overflow() {
+        // Found by fuzzing (docs/fuzzing.md): 2^62 elements x 4 bytes wrapped to 0 = raw_data's length.
+        let t = TensorProto {
+            data_type: Some(DataType::Float as i32),
+            dims: vec![1 << 61, 2],
+            raw_data: Some(vec![]),
+            ..Default::default()
+        };
+        let e = decode(&t).unwrap_err().to_string();
+        assert!(e.contains("raw_data holds 0 bytes, 4611686018427387904 elements of FLOAT need more bytes than memory can hold"), "{e}");
     }
 
     #[test]

@@ -9,6 +9,7 @@ mod data;
 mod detect;
 mod errors;
 mod export;
+mod fuzz_replay;
 mod graph;
 mod json_schema;
 mod localize;

@@ -314,8 +314,10 @@ pub(super) fn split(ctx: &Ctx) -> Outs {
             if parts < 1 || parts as usize != n {
                 return Err(format!("num_outputs {parts} differs from the {n} outputs"));
             }
+            // i128 and max(0): dims from an untrusted file must not overflow or make clamp panic.
+            let (total, parts) = (total.max(0) as i128, parts as i128);
             let chunk = (total + parts - 1) / parts;
-            (0..parts).map(|i| (total - i * chunk).clamp(0, chunk)).collect()
+            (0..parts).map(|i| (total - i * chunk).clamp(0, chunk) as i64).collect()
         }
         None => {
             if n == 0 || total % n as i64 != 0 {

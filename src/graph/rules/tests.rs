@@ -337,3 +337,19 @@ fn unknown_ops_are_skipped_and_declared_conflicts_are_errors() {
     g.infer_shapes().unwrap();
     assert_eq!(g.shapes["y"], [k(4), k(2)]);
 }
+
+/// Found by fuzzing (docs/fuzzing.md): attribute and dim values near i64::MAX.
+#[test]
+fn hostile_values_do_not_overflow() {
+    // Symbolic spatial axes with pads and dilations whose sums wrapped to equal values: the
+    // "same" padding check must not call this an identity window.
+    let huge = vec![ints("pads", &[i64::MAX, 1, i64::MAX, 1]), ints("dilations", &[1 << 62, 1 << 62])];
+    let y = conv(huge, &[-1, 3, -1, -1], &[16, 3, 3, 3]).unwrap_or_default();
+    assert_ne!(y, [n(), k(16), n(), n()]);
+    // Split into equal parts (opset 18) of an axis of i64::MAX: the part size overflowed and a
+    // negative chunk made `clamp` panic.
+    let sp = node("Split", "sp", &["x"], &["a", "b"]);
+    let g = infer(18, vec![sp], &[("x", &[i64::MAX])], vec![]);
+    assert_eq!(g.shapes["a"], [k(i64::MAX / 2 + 1)]);
+    assert_eq!(g.shapes["b"], [k(i64::MAX / 2)]);
+}

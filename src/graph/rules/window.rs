@@ -74,7 +74,7 @@ pub(super) fn spatial(
                 let same = auto_pad.starts_with("SAME") && strides[i] == 1;
                 let explicit = (auto_pad == "NOTSET" || auto_pad.is_empty())
                     && strides[i] == 1
-                    && pads[i] + pads[i + k] == dilations[i] * (kernel[i] - 1);
+                    && pads[i] as i128 + pads[i + k] as i128 == dilations[i] as i128 * (kernel[i] as i128 - 1);
                 if same || explicit {
                     x[2 + i].clone()
                 } else {
