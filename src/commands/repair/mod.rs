@@ -101,9 +101,10 @@ pub fn repair(input: &Path, options: &RepairOptions) -> Result<(Report, Vec<Path
         outcome: String::new(),
         exit_code: 0,
     };
-    // The report of a run that stops after `stage`.
-    let stop_here = |stage: Stage, mut report: Report, dump: &DumpDir| -> Option<Result<(Report, Vec<PathBuf>), Error>> {
+    // The report of a run that stops after `stage` (copied only when it does stop).
+    let stop_here = |stage: Stage, report: &Report, dump: &DumpDir| -> Option<Result<(Report, Vec<PathBuf>), Error>> {
         (options.stop_after == Some(stage)).then(|| {
+            let mut report = report.clone();
             report.stages = std::iter::once(load_time.clone()).chain(dump.times()).collect();
             report.outcome = format!("stopped_after_{stage}");
             let written = report::write(&report, &options.report_dir, &spec.report.formats)?;
@@ -123,7 +124,7 @@ pub fn repair(input: &Path, options: &RepairOptions) -> Result<(Report, Vec<Path
         chosen
     };
     report.ranking = chosen.ranking.clone();
-    if let Some(done) = stop_here(Stage::Localize, report.clone(), &dump) {
+    if let Some(done) = stop_here(Stage::Localize, &report, &dump) {
         return done;
     }
 
@@ -140,7 +141,7 @@ pub fn repair(input: &Path, options: &RepairOptions) -> Result<(Report, Vec<Path
         outcome
     };
     report.repair = Some(outcome.report.clone());
-    if let Some(done) = stop_here(Stage::Search, report.clone(), &dump) {
+    if let Some(done) = stop_here(Stage::Search, &report, &dump) {
         return done;
     }
 
@@ -167,7 +168,7 @@ pub fn repair(input: &Path, options: &RepairOptions) -> Result<(Report, Vec<Path
         dump.record(Stage::Export, vec![StageTime::since("export", started)])?;
         exported
     };
-    if let Some(done) = stop_here(Stage::Export, report.clone(), &dump) {
+    if let Some(done) = stop_here(Stage::Export, &report, &dump) {
         return done;
     }
     let bytes = repaired.encode_to_vec();
@@ -190,7 +191,7 @@ pub fn repair(input: &Path, options: &RepairOptions) -> Result<(Report, Vec<Path
         validation
     };
     report.validation = Some(validation);
-    if let Some(done) = stop_here(Stage::Validate, report.clone(), &dump) {
+    if let Some(done) = stop_here(Stage::Validate, &report, &dump) {
         return done;
     }
 
@@ -205,18 +206,18 @@ pub fn repair(input: &Path, options: &RepairOptions) -> Result<(Report, Vec<Path
         dump.record(Stage::Measure, vec![StageTime::since("measure", started)])?;
         measured
     };
-    if let Some(done) = stop_here(Stage::Measure, Report { measured: Some(measured.clone()), ..report.clone() }, &dump) {
+    let gate = spec.gate.check(&measured);
+    report.measured = Some(measured);
+    if let Some(done) = stop_here(Stage::Measure, &report, &dump) {
         return done;
     }
 
     // Gate, out.onnx, report.
     interrupt::check()?;
-    let gate = spec.gate.check(&measured);
     export::set_metadata(&mut repaired, GATE_METADATA_KEY, if gate.passed { "passed" } else { "failed" });
     save_model(&repaired, &options.output)?;
     report.stages = std::iter::once(load_time).chain(dump.times()).collect();
     report.output_model = Some(options.output.display().to_string());
-    report.measured = Some(measured);
     report.outcome = if gate.passed { "passed" } else { "gate_failed" }.into();
     report.exit_code = if gate.passed { 0 } else { 1 };
     report.gate = Some(gate);
