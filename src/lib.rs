@@ -1,6 +1,7 @@
 //! archrepair-onnx: repairs deployed ONNX image classifiers with ArchRepair (block-level
 //! architecture search and weight training). See `../shared/DESIGN.md` for the pipeline.
 
+pub mod baselines;
 pub mod commands;
 pub mod data;
 pub mod detect;

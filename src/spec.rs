@@ -72,6 +72,10 @@ pub struct Spec {
     /// Where libtorch trains: `auto` (CUDA when present), `cpu` or `cuda`.
     #[serde(default)]
     pub device: DeviceChoice,
+    /// How the model is repaired: `archrepair` (default) or one of the weight-only baselines
+    /// it is compared with (docs/baselines.md); `--method` replaces it.
+    #[serde(default)]
+    pub method: crate::baselines::Method,
 }
 
 /// The spec's `device`.
