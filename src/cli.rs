@@ -66,6 +66,10 @@ pub struct RepairArgs {
     /// Threads for libtorch and onnxruntime (default: the spec's `threads`, 0 = theirs).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Repair method (spec `method`): archrepair, or a baseline to compare with:
+    /// finetune-network, finetune-layer, finetune-block, arachne, apricot (docs/baselines.md).
+    #[arg(long)]
+    pub method: Option<archrepair_onnx::baselines::Method>,
     /// Print report.json instead of the summary.
     #[arg(long)]
     pub json: bool,

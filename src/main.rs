@@ -149,6 +149,7 @@ fn run_repair(args: RepairArgs) -> anyhow::Result<ExitCode> {
     let (data, spec) = args.data.into_parts()?;
     let mut spec = args.settings.apply(spec);
     spec.threads = args.threads.unwrap_or(spec.threads);
+    spec.method = args.method.unwrap_or(spec.method);
     let train = args.train_data.map(|path| archrepair_onnx::data::DataSource { path, split: archrepair_onnx::data::Split::Train, ..archrepair_onnx::data::DataSource::new("") });
     let stem = output.file_stem().map_or("out".into(), |s| s.to_string_lossy().into_owned());
     let report_dir = args.report_dir.or_else(|| spec.report.dir.clone()).unwrap_or_else(|| repair::default_report_dir(&output));

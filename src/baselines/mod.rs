@@ -8,15 +8,21 @@
 //! (D_fail ∪ training images, with the held-out slice that chooses the kept model), and the
 //! localized block. It returns its own log for the report as JSON.
 
+pub mod finetune;
+
+use std::time::Instant;
+
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::graph::Graph;
 use crate::localize::classifier::Classifier;
+use crate::localize::{self, Failure};
 use crate::lower::LoweredModel;
 use crate::search::data::RepairData;
-use crate::search::Chosen;
+use crate::search::{self, train, Chosen, RepairDataSummary};
 use crate::spec::Spec;
+use crate::Error;
 
 /// The spec's `method` (and `--method`): how the model is repaired.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Deserialize, Serialize, JsonSchema)]
@@ -83,9 +89,86 @@ pub struct Context<'a> {
     /// rows to train on, `data.holdout` the rows that choose the kept weights (never the test
     /// split).
     pub data: &'a RepairData,
-    /// The localized block (and its ranking); empty ranking when the block was given.
-    pub chosen: &'a Chosen,
+    /// The localized block or layer, for the methods that localize ([`Method::localizes`]).
+    pub chosen: Option<&'a Chosen>,
     /// `seed`, `train` (shared optimiser settings), and each method's own section.
     pub spec: &'a Spec,
     pub progress: bool,
+    /// The model file, for messages.
+    pub model_path: &'a std::path::Path,
+}
+
+/// What a weight-only method did, for the report (`report.json`'s `baseline`) and the dump
+/// folder (`method.json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MethodReport {
+    pub method: Method,
+    /// The localized block or layer the method worked on, when it localizes.
+    pub chosen: Option<Chosen>,
+    pub repair_data: RepairDataSummary,
+    /// Accuracy on the held-out slice of the repair data, subject and repaired (libtorch).
+    pub holdout_accuracy_before: f64,
+    pub holdout_accuracy_after: f64,
+    /// The method's own log: trained weights and epochs (fine-tuning), localized weights and
+    /// the evolution (Arachne), reduced models and adaptation passes (Apricot).
+    pub log: serde_json::Value,
+    /// Seconds collecting D_fail and the repair data, and repairing.
+    pub collect_seconds: f64,
+    pub repair_seconds: f64,
+}
+
+/// A weight-only repair: the model's weights were changed in place.
+pub struct WeightOutcome {
+    pub report: MethodReport,
+    /// D_fail: indices into the evaluation split.
+    pub failures: Vec<usize>,
+}
+
+/// Runs a weight-only `method` on the request's model: collects D_fail as ArchRepair does,
+/// builds the same repair data (same seed, same held-out slice), and changes the lowered
+/// model's weights in place.
+pub fn run(request: &search::Request, method: Method) -> Result<WeightOutcome, Error> {
+    let spec = request.spec;
+    let named = |e: Failure| e.in_model(request.model_path);
+    let input = search::pixel_input(request.plan, request.model, request.model_path)?;
+    let classifier = Classifier::new(request.graph, request.model, &input);
+    let collect_started = Instant::now();
+    let collected = localize::collect_failures(&classifier, request.eval, &spec.collect, spec.seed, request.progress).map_err(named)?;
+    let mut data = RepairData::build(&input, request.eval, &collected.failures, request.train, &spec.search, spec.train.train_images, spec.seed)?;
+    if spec.train.distill > 0.0 {
+        data.add_teacher(&classifier).map_err(named)?;
+    }
+    let collect_seconds = collect_started.elapsed().as_secs_f64();
+
+    let repair_started = Instant::now();
+    let holdout_accuracy_before = train::accuracy(&|p| classifier.predict(p), &data, &data.holdout).map_err(named)?;
+    let chosen = request.chosen.filter(|_| method.localizes());
+    let ctx = Context { graph: request.graph, model: request.model, classifier: &classifier, data: &data, chosen, spec, progress: request.progress, model_path: request.model_path };
+    let needs = |what: &str| Error::Mismatch(format!("method {method} needs the localized {what}; its localize stage chose none"));
+    let log = match method {
+        Method::Archrepair => return Err(Error::Mismatch("method archrepair is not a weight-only method".into())),
+        Method::FinetuneNetwork => to_json(finetune::repair(&ctx, finetune::Scope::Network)?),
+        Method::FinetuneBlock => to_json(finetune::repair(&ctx, finetune::Scope::Block(chosen.ok_or_else(|| needs("block"))?.block))?),
+        Method::FinetuneLayer => {
+            let layer = chosen.and_then(|c| c.layer.clone()).ok_or_else(|| needs("layer"))?;
+            to_json(finetune::repair(&ctx, finetune::Scope::Layer(layer))?)
+        }
+        Method::Arachne | Method::Apricot => return Err(Error::Mismatch(format!("method {method} is not built yet"))),
+    };
+    let holdout_accuracy_after = train::accuracy(&|p| classifier.predict(p), &data, &data.holdout).map_err(named)?;
+    let report = MethodReport {
+        method,
+        chosen: chosen.cloned(),
+        repair_data: RepairDataSummary::of(&data),
+        holdout_accuracy_before,
+        holdout_accuracy_after,
+        log,
+        collect_seconds,
+        repair_seconds: repair_started.elapsed().as_secs_f64(),
+    };
+    Ok(WeightOutcome { report, failures: collected.failures })
+}
+
+fn to_json(log: impl Serialize) -> serde_json::Value {
+    serde_json::to_value(log).unwrap_or_default()
 }

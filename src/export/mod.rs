@@ -40,10 +40,20 @@ pub enum ExportError {
 pub struct Provenance {
     pub tool: String,
     pub version: String,
-    pub block: usize,
-    /// The replaced tensor (the residual branch's output or the block's exit).
-    pub tensor: String,
-    pub genotype: String,
+    /// The repair method (`archrepair` or a baseline's name).
+    pub method: String,
+    /// The repaired block (ArchRepair, finetune-block).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub block: Option<usize>,
+    /// ArchRepair: the replaced tensor (the residual branch's output or the block's exit).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tensor: Option<String>,
+    /// ArchRepair: the derived cell.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub genotype: Option<String>,
+    /// Weight-only methods: the initializers whose values changed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub weights_changed: Vec<String>,
     /// FNV-1a of the resolved spec (JSON), to tell runs with different settings apart.
     pub spec_hash: String,
 }

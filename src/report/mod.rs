@@ -41,6 +41,9 @@ pub struct Report {
     pub ranking: Vec<BlockScore>,
     /// The search and training: target, genotype, curves, libtorch-measured metrics.
     pub repair: Option<SearchReport>,
+    /// A weight-only baseline's repair (spec `method` other than `archrepair`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<crate::baselines::MethodReport>,
     pub validation: Option<Validation>,
     pub measured: Option<OrtMeasures>,
     pub gate: Option<GateOutcome>,

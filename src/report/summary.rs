@@ -5,6 +5,7 @@
 //! (an accuracy over an empty set): each section then says what is missing instead of failing.
 
 use super::{GateCheck, GateOutcome, Latency, OrtMeasures, Report, StageTime, Validation};
+use crate::baselines::MethodReport;
 use crate::search::SearchReport;
 
 /// A piece of a line.
@@ -134,9 +135,10 @@ fn cells(texts: &[String]) -> Vec<Cell> {
 }
 
 fn repair(report: &Report) -> Section {
-    let mut lines = match &report.repair {
-        Some(r) => repair_lines(r),
-        None => vec![vec![text("No repair: the run stopped before the search.")]],
+    let mut lines = match (&report.repair, &report.baseline) {
+        (Some(r), _) => repair_lines(r),
+        (None, Some(b)) => baseline_lines(b),
+        (None, None) => vec![vec![text("No repair: the run stopped before the search.")]],
     };
     if let Some(top) = report.ranking.iter().min_by_key(|s| s.rank) {
         lines.push(vec![text(format!(
@@ -151,7 +153,7 @@ fn repair(report: &Report) -> Section {
 
 fn repair_lines(r: &SearchReport) -> Vec<Vec<Inline>> {
     let t = &r.target;
-    let how = if r.chosen_by == "given" { "given in the spec".to_string() } else { format!("chosen by {} localization", r.chosen_by) };
+    let how = chosen_how(&r.chosen_by);
     let part = if t.keeps_shortcut { "its residual branch (shortcut kept)" } else { "the whole block" };
     vec![
         vec![Inline::Strong(format!("Block {}", t.block)), text(format!(" ({how}): the cell replaces {part}, computing ")), Inline::Code(t.tensor.clone())],
@@ -171,6 +173,31 @@ fn repair_lines(r: &SearchReport) -> Vec<Vec<Inline>> {
             percent(r.kept.holdout_accuracy_before)
         ))],
     ]
+}
+
+/// `given in the spec`, or `chosen by <method> localization`.
+fn chosen_how(chosen_by: &str) -> String {
+    match chosen_by {
+        "given" => "given in the spec".to_string(),
+        other => {
+            let method = other.strip_prefix("localize (").and_then(|m| m.strip_suffix(')')).unwrap_or(other);
+            format!("chosen by {method} localization")
+        }
+    }
+}
+
+fn baseline_lines(b: &MethodReport) -> Vec<Vec<Inline>> {
+    let mut lines = vec![vec![Inline::Strong(format!("Method {}", b.method)), text(": a weight-only baseline; the architecture is unchanged, some initializers are rewritten.")]];
+    match &b.chosen {
+        Some(c) => match &c.layer {
+            Some(layer) => lines.push(vec![text("Layer "), Inline::Code(layer.clone()), text(format!(" ({}).", chosen_how(&c.chosen_by)))]),
+            None => lines.push(vec![Inline::Strong(format!("Block {}", c.block)), text(format!(" ({}).", chosen_how(&c.chosen_by)))]),
+        },
+        None => {}
+    }
+    lines.push(vec![text(format!("Repair data: {} failures (D_fail), {} training images.", b.repair_data.failures, b.repair_data.training_images))]);
+    lines.push(vec![text(format!("Held-out accuracy {} (subject: {}).", percent(b.holdout_accuracy_after), percent(b.holdout_accuracy_before)))]);
+    lines
 }
 
 fn accuracy(measured: Option<&OrtMeasures>) -> Section {

@@ -77,6 +77,10 @@ pub struct Chosen {
     pub chosen_by: String,
     /// Every block's suspiciousness, most suspicious first; empty when the block was given.
     pub ranking: Vec<BlockScore>,
+    /// Layer-level localization (`finetune-layer`): the most suspicious Conv/Gemm node; then
+    /// `block` and `ranking` number the model's layers (as `blocks` lists them), not its blocks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer: Option<String>,
 }
 
 /// One block's place in the localization ranking.
@@ -152,6 +156,19 @@ pub struct RepairDataSummary {
     pub holdout: usize,
 }
 
+impl RepairDataSummary {
+    pub fn of(data: &RepairData) -> RepairDataSummary {
+        RepairDataSummary {
+            failures: data.failures,
+            training_images: data.pixels.size()[0] as usize - data.failures,
+            half_a: data.half_a.len(),
+            half_b: data.half_b.len(),
+            training_rows: data.training.len(),
+            holdout: data.holdout.len(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct KeptModel {
     pub phase: String,
@@ -206,7 +223,7 @@ fn parse_ops(spec: &Spec) -> Result<Vec<ops::OpKind>, Error> {
 }
 
 /// The model's pixel input; a model whose batch size is fixed cannot be trained on.
-fn pixel_input(plan: &InputPlan, model: &LoweredModel, model_path: &Path) -> Result<PixelInput, Error> {
+pub(crate) fn pixel_input(plan: &InputPlan, model: &LoweredModel, model_path: &Path) -> Result<PixelInput, Error> {
     let input = PixelInput::new(plan, model.device())?;
     if let Some(fixed) = input.fixed_batch() {
         return Err(Error::Mismatch(format!(
@@ -335,14 +352,7 @@ pub fn search(request: &Request) -> Result<Outcome, Error> {
         },
         genotype_text: searched.genotype.to_string(),
         genotype: searched.genotype.clone(),
-        repair_data: RepairDataSummary {
-            failures: data.failures,
-            training_images: data.pixels.size()[0] as usize - data.failures,
-            half_a: data.half_a.len(),
-            half_b: data.half_b.len(),
-            training_rows: data.training.len(),
-            holdout: data.holdout.len(),
-        },
+        repair_data: RepairDataSummary::of(&data),
         search: searched.history,
         mixing: searched.mixing,
         alpha_max_change: searched.alpha_max_change,
@@ -367,32 +377,37 @@ pub fn search(request: &Request) -> Result<Outcome, Error> {
 
 /// The block `search.block` names, or (`auto`) the top of the block-level localization.
 pub fn choose_block(request: &Request) -> Result<Chosen, Error> {
-    let spec = request.spec;
-    match spec.search.block {
-        BlockChoice::Id(block) => Ok(Chosen { block, chosen_by: "given".into(), ranking: Vec::new() }),
-        BlockChoice::Auto => {
-            let mut localize_spec = spec.localize.clone();
-            localize_spec.granularity = Granularity::Block;
-            let ranking = localize::localize(&localize::Request {
-                graph: request.graph,
-                model: request.model,
-                plan: request.plan,
-                data: request.eval,
-                collect: &spec.collect,
-                attack: &spec.attack,
-                localize: &localize_spec,
-                seed: spec.seed,
-                progress: request.progress,
-                model_path: request.model_path,
-            })?;
-            let top = ranking.units.first().ok_or_else(|| Error::Mismatch("localization ranked no block".into()))?;
-            Ok(Chosen {
-                block: top.unit.id,
-                chosen_by: format!("localize ({})", localize_spec.method),
-                ranking: ranking.units.iter().map(|u| BlockScore { block: u.unit.id, rank: u.rank, score: u.score }).collect(),
-            })
-        }
+    match request.spec.search.block {
+        BlockChoice::Id(block) => Ok(Chosen { block, chosen_by: "given".into(), ranking: Vec::new(), layer: None }),
+        BlockChoice::Auto => localize_top(request, Granularity::Block),
     }
+}
+
+/// The top of the localization ranking at `granularity` (layers: every Conv/Gemm node).
+pub fn localize_top(request: &Request, granularity: Granularity) -> Result<Chosen, Error> {
+    let spec = request.spec;
+    let mut localize_spec = spec.localize.clone();
+    localize_spec.granularity = granularity;
+    let ranking = localize::localize(&localize::Request {
+        graph: request.graph,
+        model: request.model,
+        plan: request.plan,
+        data: request.eval,
+        collect: &spec.collect,
+        attack: &spec.attack,
+        localize: &localize_spec,
+        seed: spec.seed,
+        progress: request.progress,
+        model_path: request.model_path,
+    })?;
+    let top = ranking.units.first().ok_or_else(|| Error::Mismatch(format!("localization ranked no {granularity:?}").to_lowercase()))?;
+    let layer = (granularity == Granularity::Layer).then(|| top.unit.name.clone());
+    Ok(Chosen {
+        block: top.unit.id,
+        chosen_by: format!("localize ({})", localize_spec.method),
+        ranking: ranking.units.iter().map(|u| BlockScore { block: u.unit.id, rank: u.rank, score: u.score }).collect(),
+        layer,
+    })
 }
 
 /// The cell must produce exactly the replaced tensor's shape; checked once on a dummy batch

@@ -68,17 +68,7 @@ impl<'a> SplicedNet<'a> {
     /// failures): the repaired net is held to the subject where the subject is trusted.
     pub fn loss_distilled(&self, pixels: &Tensor, labels: &Tensor, distill: Option<Distill>, train_cell: bool) -> Result<(Tensor, i64), LowerError> {
         let output = self.forward(pixels, train_cell)?;
-        let n = labels.size()[0].max(1) as f64;
-        let mut loss = self.classifier.loss(&output, labels)?.f_div_scalar(n)?;
-        if let Some(d) = distill {
-            let log_p = self.classifier.log_probabilities(&output)?;
-            let kl = d.teacher.f_exp()?.f_mul(&d.teacher.f_sub(&log_p)?)?.f_sum_dim_intlist([1i64].as_slice(), false, Kind::Float)?;
-            let rows = d.mask.f_sum(Kind::Float)?.f_clamp_min(1.0)?;
-            let kl = kl.f_mul(d.mask)?.f_sum(Kind::Float)?.f_div(&rows)?;
-            loss = loss.f_add(&kl.f_mul_scalar(d.weight)?)?;
-        }
-        let correct = tch::no_grad(|| output.f_flatten(1, -1)?.f_argmax(-1, false)?.f_eq_tensor(labels)?.f_sum(Kind::Int64)?.f_int64_value(&[]))?;
-        Ok((loss, correct))
+        distilled_loss(self.classifier, &output, labels, distill)
     }
 
     /// Predicted classes, cell in eval mode, no gradients.
@@ -123,4 +113,21 @@ impl<'a> SplicedNet<'a> {
         });
         copied
     }
+}
+
+/// Mean cross-entropy of a model output plus, when `distill` is given, its weight times the
+/// mean KL divergence KL(subject ‖ output) over the rows its mask selects; and the number of
+/// correct predictions.
+pub fn distilled_loss(classifier: &Classifier, output: &Tensor, labels: &Tensor, distill: Option<Distill>) -> Result<(Tensor, i64), LowerError> {
+    let n = labels.size()[0].max(1) as f64;
+    let mut loss = classifier.loss(output, labels)?.f_div_scalar(n)?;
+    if let Some(d) = distill {
+        let log_p = classifier.log_probabilities(output)?;
+        let kl = d.teacher.f_exp()?.f_mul(&d.teacher.f_sub(&log_p)?)?.f_sum_dim_intlist([1i64].as_slice(), false, Kind::Float)?;
+        let rows = d.mask.f_sum(Kind::Float)?.f_clamp_min(1.0)?;
+        let kl = kl.f_mul(d.mask)?.f_sum(Kind::Float)?.f_div(&rows)?;
+        loss = loss.f_add(&kl.f_mul_scalar(d.weight)?)?;
+    }
+    let correct = tch::no_grad(|| output.f_flatten(1, -1)?.f_argmax(-1, false)?.f_eq_tensor(labels)?.f_sum(Kind::Int64)?.f_int64_value(&[]))?;
+    Ok((loss, correct))
 }

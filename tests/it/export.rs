@@ -94,9 +94,11 @@ fn export_and_compare(opset: u32, block_index: usize, keep_shortcut: bool, genot
     let provenance = Provenance {
         tool: "archrepair-onnx".into(),
         version: "test".into(),
-        block: block.id,
-        tensor: target.tensor.clone(),
-        genotype: genotype.to_string(),
+        method: "archrepair".into(),
+        block: Some(block.id),
+        tensor: Some(target.tensor.clone()),
+        genotype: Some(genotype.to_string()),
+        weights_changed: Vec::new(),
         spec_hash: "0".into(),
     };
     let repaired = export(&model.proto, &removed, &target, &cell, &provenance).unwrap();

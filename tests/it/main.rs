@@ -13,6 +13,7 @@ mod fuzz_replay;
 mod graph;
 mod json_schema;
 mod localize;
+mod methods;
 mod lowering;
 mod onnx_io;
 mod onnx_schema;

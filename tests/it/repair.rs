@@ -40,7 +40,7 @@ fn repair(spec: &Path, out: &Path, more: &[&str]) -> Output {
         .unwrap()
 }
 
-fn metadata(path: &Path, key: &str) -> Option<String> {
+pub fn metadata(path: &Path, key: &str) -> Option<String> {
     let model = archrepair_onnx::onnx::load_model(path).unwrap();
     model.metadata_props.iter().find(|e| e.key.as_deref() == Some(key)).and_then(|e| e.value.clone())
 }

@@ -10,26 +10,40 @@ use crate::data::DataError;
 use crate::lower::{LoweredModel, Role};
 use crate::search::cell::{Cell, CellShape};
 use crate::search::genotype::Genotype;
+use crate::baselines::{Method, MethodReport, WeightOutcome};
 use crate::search::{Chosen, Outcome, SearchReport};
 use crate::Error;
 
 use super::stages::{read_json, DumpDir};
+use super::Repaired;
 
 /// The localize stage's file: the block and the ranking that chose it.
 pub const LOCALIZE: &str = "localize.json";
 /// D_fail (indices into the evaluation split): the failures the repair rate is measured on.
 const FAILURES: &str = "failures.json";
-/// The backbone's trainable weights after a whole-network fine-tune, by their place in the
+/// A weight-only baseline's report.
+const METHOD: &str = "method.json";
+/// The model's trainable weights after a baseline or a whole-network fine-tune, by their place in the
 /// lowered model (ONNX names may hold characters libtorch archives do not take as keys).
 const BACKBONE: &str = "backbone.ot";
 
-/// Writes genotype.json, cell.ot, search.json, failures.json and, when the backbone was
-/// fine-tuned, backbone.ot.
-pub fn save_search(dump: &DumpDir, outcome: &Outcome, lowered: &LoweredModel, fine_tuned: bool) -> Result<(), Error> {
-    let targets: Vec<PathBuf> = SEARCH_FILES.iter().map(|f| dump.path(f)).collect();
-    write_outputs(outcome, dump.dir(), &targets)?;
-    write_json(&outcome.failures, &dump.path(FAILURES))?;
-    if fine_tuned {
+/// Writes the repair stage's files: ArchRepair's genotype.json, cell.ot and search.json, or a
+/// baseline's method.json; failures.json; and backbone.ot when the model's own weights changed
+/// (a baseline, or ArchRepair's whole-network fine-tune).
+pub fn save_repair(dump: &DumpDir, repaired: &Repaired, lowered: &LoweredModel, fine_tuned: bool) -> Result<(), Error> {
+    let weights_changed = match repaired {
+        Repaired::Cell(outcome) => {
+            let targets: Vec<PathBuf> = SEARCH_FILES.iter().map(|f| dump.path(f)).collect();
+            write_outputs(outcome, dump.dir(), &targets)?;
+            fine_tuned
+        }
+        Repaired::Weights(outcome) => {
+            write_json(&outcome.report, &dump.path(METHOD))?;
+            true
+        }
+    };
+    write_json(&repaired.failures(), &dump.path(FAILURES))?;
+    if weights_changed {
         let path = dump.path(BACKBONE);
         let named: Vec<(String, &Tensor)> = trainable(lowered).map(|(i, w)| (i.to_string(), w)).collect();
         let tmp = path.with_extension("ot.tmp");
@@ -39,23 +53,28 @@ pub fn save_search(dump: &DumpDir, outcome: &Outcome, lowered: &LoweredModel, fi
     Ok(())
 }
 
-/// The search stage's outcome as `save_search` wrote it; fine-tuned backbone weights are put
-/// back into `lowered`.
-pub fn load_search(dump: &DumpDir, lowered: &LoweredModel, chosen: Chosen) -> Result<Outcome, Error> {
+/// The repair stage's outcome as `save_repair` wrote it; changed model weights are put back
+/// into `lowered`.
+pub fn load_repair(dump: &DumpDir, lowered: &LoweredModel, chosen: Option<Chosen>, method: Method) -> Result<Repaired, Error> {
+    let failures: Vec<usize> = read_json(&dump.path(FAILURES))?;
+    let backbone = dump.path(BACKBONE);
+    if backbone.is_file() {
+        restore_backbone(lowered, &backbone)?;
+    }
+    if method != Method::Archrepair {
+        let report: MethodReport = read_json(&dump.path(METHOD))?;
+        return Ok(Repaired::Weights(WeightOutcome { report, failures }));
+    }
+    let chosen = chosen.ok_or_else(|| unreadable(&dump.path(LOCALIZE), "no block was localized"))?;
     let report: SearchReport = read_json(&dump.path(SEARCH_FILES[2]))?;
     let genotype: Genotype = read_json(&dump.path(SEARCH_FILES[0]))?;
-    let failures: Vec<usize> = read_json(&dump.path(FAILURES))?;
     let c = &report.cell;
     let shape = CellShape { in_channels: c.in_channels, out_channels: c.out_channels, stride: c.stride, channels: c.channels, nodes: c.nodes };
     let mut cell = nn::VarStore::new(lowered.device());
     let layers = Cell::derived(&(cell.root() / "cell"), shape, &genotype);
     let cell_path = dump.path(SEARCH_FILES[1]);
     cell.load(&cell_path).map_err(|e| unreadable(&cell_path, e))?;
-    let backbone = dump.path(BACKBONE);
-    if backbone.is_file() {
-        restore_backbone(lowered, &backbone)?;
-    }
-    Ok(Outcome { report, genotype, cell, layers, chosen, failures })
+    Ok(Repaired::Cell(Outcome { report, genotype, cell, layers, chosen, failures }))
 }
 
 fn trainable(lowered: &LoweredModel) -> impl Iterator<Item = (usize, &Tensor)> {

@@ -8,24 +8,24 @@ use std::time::Instant;
 use tch::Tensor;
 
 use crate::data::{Dataset, InputPlan};
-use crate::lower::{LoweredModel, Splice};
+use crate::lower::{LowerError, LoweredModel};
 use crate::report::{Latency, OrtMeasures, Validation};
 use crate::search::metrics::{self, RepairMetrics, SetAccuracy};
-use crate::search::Outcome;
 use crate::validate::tract_runner::TractModel;
 use crate::validate::OrtModel;
 use crate::Error;
 
 use super::RepairOptions;
 
-/// out.onnx in onnxruntime and tract against the tch model (backbone + trained cell) on the
-/// first `validate.samples` images of the evaluation split.
-pub fn validate(bytes: &[u8], lowered: &LoweredModel, splice: &Splice, outcome: &Outcome, eval: &Dataset, plan: &InputPlan, options: &RepairOptions) -> Result<Validation, Error> {
+/// out.onnx in onnxruntime and tract against the tch model it was exported from (`reference`:
+/// backbone + trained cell, or the model with its changed weights) on the first
+/// `validate.samples` images of the evaluation split.
+pub fn validate(bytes: &[u8], lowered: &LoweredModel, reference: &dyn Fn(&Tensor) -> Result<Tensor, LowerError>, eval: &Dataset, plan: &InputPlan, options: &RepairOptions) -> Result<Validation, Error> {
     let v = &options.search.spec.validate;
     let n = v.samples.clamp(1, eval.len().max(1)).min(eval.len());
     let (shape, values) = plan.batch(&eval.images(0..n))?;
     let x = Tensor::from_slice(&values).reshape(shape.as_slice()).to_device(lowered.device());
-    let reference = tch::no_grad(|| lowered.forward_spliced(&x, false, splice, &mut |entry| Ok(outcome.layers.forward_t(entry, None, false))))
+    let reference = tch::no_grad(|| reference(&x))
         .map_err(|source| Error::Lower { path: options.output.clone(), source })?;
     let reference: Vec<f32> = Vec::try_from(&reference.to_device(tch::Device::Cpu).flatten(0, -1)).map_err(Error::torch("reading the tch output"))?;
     let label = options.output.display().to_string();
@@ -44,13 +44,13 @@ pub fn validate(bytes: &[u8], lowered: &LoweredModel, splice: &Splice, outcome: 
 
 /// Accuracy, repair and break rates and latency of in.onnx and out.onnx, by onnxruntime.
 #[allow(clippy::too_many_arguments)]
-pub fn measure(input: &Path, bytes: &[u8], eval: &Dataset, extra: &[(String, Dataset)], plan: &InputPlan, outcome: &Outcome, options: &RepairOptions) -> Result<OrtMeasures, Error> {
+pub fn measure(input: &Path, bytes: &[u8], eval: &Dataset, extra: &[(String, Dataset)], plan: &InputPlan, failures: &[usize], options: &RepairOptions) -> Result<OrtMeasures, Error> {
     let v = &options.search.spec.validate;
     let threads = options.search.threads;
     let mut before = OrtModel::from_file(input, threads)?;
     let mut after = OrtModel::from_bytes(bytes, &options.output.display().to_string(), threads)?;
     let (b, a) = (predict(&mut before, eval, plan, v.batch)?, predict(&mut after, eval, plan, v.batch)?);
-    let evaluation = RepairMetrics::new(&b, &a, &eval.labels, &outcome.failures);
+    let evaluation = RepairMetrics::new(&b, &a, &eval.labels, failures);
     let mut sets = Vec::new();
     for (name, set) in extra {
         let (b, a) = (predict(&mut before, set, plan, v.batch)?, predict(&mut after, set, plan, v.batch)?);

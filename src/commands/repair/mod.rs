@@ -20,11 +20,13 @@ use prost::Message;
 use super::search::{prepare, request, write_json, SearchOptions};
 use crate::data::DataError;
 use crate::detect::detect;
-use crate::export::{self, Provenance, GATE_METADATA_KEY};
+use crate::export::{self, Provenance, GATE_METADATA_KEY, METADATA_KEY};
 use crate::interrupt;
 use crate::onnx::{load_model, save_model};
 use crate::report::{self, BlockSummary, OrtMeasures, Report, StageTime, Validation, Versions};
-use crate::search::{self, Chosen};
+use crate::baselines::{self, Method, WeightOutcome};
+use crate::localize::options::Granularity;
+use crate::search::{self, Chosen, Outcome};
 use crate::validate::ort_runner::ONNXRUNTIME_VERSION;
 use crate::validate::tract_runner::TRACT_VERSION;
 use crate::Error;
@@ -95,6 +97,7 @@ pub fn repair(input: &Path, options: &RepairOptions) -> Result<(Report, Vec<Path
         blocks: block_summaries(&prepared.model.graph),
         ranking: Vec::new(),
         repair: None,
+        baseline: None,
         validation: None,
         measured: None,
         gate: None,
@@ -112,58 +115,93 @@ pub fn repair(input: &Path, options: &RepairOptions) -> Result<(Report, Vec<Path
         })
     };
 
-    // Localize: which block.
+    // Localize: which block (or layer); the methods that do not localize skip it.
     interrupt::check()?;
-    let chosen: Chosen = if dump.finished(Stage::Localize) {
+    let method = spec.method;
+    let chosen: Option<Chosen> = if dump.finished(Stage::Localize) {
         read_json(&dump.path(artifacts::LOCALIZE))?
     } else {
         let started = Instant::now();
-        let chosen = search::choose_block(&request(&prepared, &lowered, input, &options.search, None))?;
+        let localize_request = request(&prepared, &lowered, input, &options.search, None);
+        let chosen = match method {
+            Method::FinetuneLayer => Some(search::localize_top(&localize_request, Granularity::Layer)?),
+            m if m.localizes() => Some(search::choose_block(&localize_request)?),
+            _ => None,
+        };
         write_json(&chosen, &dump.path(artifacts::LOCALIZE))?;
-        dump.record(Stage::Localize, vec![StageTime::since("localize", started)])?;
+        let times = if chosen.is_some() { vec![StageTime::since("localize", started)] } else { Vec::new() };
+        dump.record(Stage::Localize, times)?;
         chosen
     };
-    report.ranking = chosen.ranking.clone();
+    // A layer ranking numbers layers, not the blocks the report draws.
+    report.ranking = chosen.as_ref().filter(|c| c.layer.is_none()).map(|c| c.ranking.clone()).unwrap_or_default();
     if let Some(done) = stop_here(Stage::Localize, &report, &dump) {
         return done;
     }
 
-    // Search: D_fail, the architecture search, the training of the derived cell.
+    // Search (ArchRepair: D_fail, the architecture search, the training of the derived cell),
+    // or a weight-only baseline's repair.
     interrupt::check()?;
-    let outcome = if dump.finished(Stage::Search) {
-        artifacts::load_search(&dump, &lowered, chosen)?
+    let repaired_by = if dump.finished(Stage::Search) {
+        artifacts::load_repair(&dump, &lowered, chosen.clone(), method)?
     } else {
-        let outcome = search::search(&request(&prepared, &lowered, input, &options.search, Some(&chosen)))?;
-        artifacts::save_search(&dump, &outcome, &lowered, spec.train.finetune_epochs > 0)?;
-        let s = &outcome.report.seconds;
-        let times = [("collect", s.collect), ("search", s.search), ("train", s.train), ("evaluate", s.evaluate)];
-        dump.record(Stage::Search, times.map(|(stage, seconds)| StageTime { stage: stage.into(), seconds, resumed: false }).to_vec())?;
-        outcome
+        let search_request = request(&prepared, &lowered, input, &options.search, chosen.as_ref());
+        let repaired_by = if method == Method::Archrepair {
+            let chosen = chosen.as_ref().ok_or_else(|| Error::Mismatch("archrepair needs the localized block".into()))?;
+            let outcome = search::search(&search::Request { chosen: Some(chosen), ..search_request })?;
+            Repaired::Cell(outcome)
+        } else {
+            Repaired::Weights(baselines::run(&search_request, method)?)
+        };
+        artifacts::save_repair(&dump, &repaired_by, &lowered, spec.train.finetune_epochs > 0)?;
+        dump.record(Stage::Search, repaired_by.times())?;
+        repaired_by
     };
-    report.repair = Some(outcome.report.clone());
+    match &repaired_by {
+        Repaired::Cell(outcome) => report.repair = Some(outcome.report.clone()),
+        Repaired::Weights(outcome) => report.baseline = Some(outcome.report.clone()),
+    }
     if let Some(done) = stop_here(Stage::Search, &report, &dump) {
         return done;
     }
 
-    // Export: the cell as ONNX nodes in place of the block, fine-tuned weights written back.
+    // Export: the cell as ONNX nodes in place of the block, changed weights written back.
     interrupt::check()?;
-    let splice = lowered.splice(&outcome.report.target.entry, &outcome.report.target.tensor).map_err(|source| Error::Lower { path: input.to_path_buf(), source })?;
+    let splice = match &repaired_by {
+        Repaired::Cell(outcome) => Some(lowered.splice(&outcome.report.target.entry, &outcome.report.target.tensor).map_err(|source| Error::Lower { path: input.to_path_buf(), source })?),
+        Repaired::Weights(_) => None,
+    };
     let mut repaired = if dump.finished(Stage::Export) {
         load_model(&dump.path(REPAIRED))?
     } else {
         let started = Instant::now();
-        let target = &outcome.report.target;
-        let provenance = Provenance {
+        let mut provenance = Provenance {
             tool: env!("CARGO_PKG_NAME").into(),
             version: env!("CARGO_PKG_VERSION").into(),
-            block: target.block,
-            tensor: target.tensor.clone(),
-            genotype: outcome.report.genotype_text.clone(),
+            method: method.to_string(),
+            block: chosen.as_ref().filter(|c| c.layer.is_none()).map(|c| c.block),
+            tensor: None,
+            genotype: None,
+            weights_changed: Vec::new(),
             spec_hash: export::fnv1a(spec_json.to_string()),
         };
-        let exported = export::export(&prepared.model.proto, &lowered.skipped_steps(&splice), target, &outcome.layers, &provenance)
-            .and_then(|mut model| export::write_back_weights(&mut model, lowered.weights()).map(|_| model))
-            .map_err(|e| Error::Mismatch(format!("exporting the repair of `{}`: {e}", input.display())))?;
+        let exported = match (&repaired_by, &splice) {
+            (Repaired::Cell(outcome), Some(splice)) => {
+                let target = &outcome.report.target;
+                provenance.tensor = Some(target.tensor.clone());
+                provenance.genotype = Some(outcome.report.genotype_text.clone());
+                export::export(&prepared.model.proto, &lowered.skipped_steps(splice), target, &outcome.layers, &provenance).and_then(|mut model| export::write_back_weights(&mut model, lowered.weights()).map(|_| model))
+            }
+            _ => {
+                let mut model = prepared.model.proto.clone();
+                export::write_back_weights(&mut model, lowered.weights()).map(|changed| {
+                    provenance.weights_changed = changed;
+                    export::set_metadata(&mut model, METADATA_KEY, &serde_json::to_string(&provenance).unwrap_or_default());
+                    model
+                })
+            }
+        }
+        .map_err(|e| Error::Mismatch(format!("exporting the repair of `{}`: {e}", input.display())))?;
         save_model(&exported, &dump.path(REPAIRED))?;
         dump.record(Stage::Export, vec![StageTime::since("export", started)])?;
         exported
@@ -179,7 +217,11 @@ pub fn repair(input: &Path, options: &RepairOptions) -> Result<(Report, Vec<Path
         read_json(&dump.path(VALIDATION))?
     } else {
         let started = Instant::now();
-        let validation = measure::validate(&bytes, &lowered, &splice, &outcome, &prepared.eval, &prepared.plan, options)?;
+        let reference = |x: &tch::Tensor| match (&repaired_by, &splice) {
+            (Repaired::Cell(outcome), Some(splice)) => lowered.forward_spliced(x, false, splice, &mut |entry| Ok(outcome.layers.forward_t(entry, None, false))),
+            _ => lowered.forward_t(x, false),
+        };
+        let validation = measure::validate(&bytes, &lowered, &reference, &prepared.eval, &prepared.plan, options)?;
         if !validation.passed {
             return Err(Error::Mismatch(format!(
                 "validation failed: the exported model differs from the tch model by {:.3e} (onnxruntime) / {:.3e} (tract), more than validate.tolerance {:e}; out.onnx was not written",
@@ -201,7 +243,7 @@ pub fn repair(input: &Path, options: &RepairOptions) -> Result<(Report, Vec<Path
         read_json(&dump.path(MEASURED))?
     } else {
         let started = Instant::now();
-        let measured = measure::measure(input, &bytes, &prepared.eval, &prepared.extra, &prepared.plan, &outcome, options)?;
+        let measured = measure::measure(input, &bytes, &prepared.eval, &prepared.extra, &prepared.plan, repaired_by.failures(), options)?;
         write_json(&measured, &dump.path(MEASURED))?;
         dump.record(Stage::Measure, vec![StageTime::since("measure", started)])?;
         measured
@@ -259,4 +301,32 @@ fn block_summaries(graph: &crate::graph::Graph) -> Vec<BlockSummary> {
         .iter()
         .map(|b| BlockSummary { id: b.id, kind: b.kind.as_str().to_string(), nodes: b.nodes.len(), input_shape: b.input_shape.clone(), output_shape: b.output_shape.clone(), params: b.params })
         .collect()
+}
+
+/// What the repair stage produced: ArchRepair's trained cell, or a baseline's changed weights
+/// (already in the lowered model).
+pub(crate) enum Repaired {
+    Cell(Outcome),
+    Weights(WeightOutcome),
+}
+
+impl Repaired {
+    fn failures(&self) -> &[usize] {
+        match self {
+            Repaired::Cell(outcome) => &outcome.failures,
+            Repaired::Weights(outcome) => &outcome.failures,
+        }
+    }
+
+    /// Seconds of the repair stage's steps.
+    fn times(&self) -> Vec<StageTime> {
+        let steps: Vec<(&str, f64)> = match self {
+            Repaired::Cell(outcome) => {
+                let s = &outcome.report.seconds;
+                vec![("collect", s.collect), ("search", s.search), ("train", s.train), ("evaluate", s.evaluate)]
+            }
+            Repaired::Weights(outcome) => vec![("collect", outcome.report.collect_seconds), ("repair", outcome.report.repair_seconds)],
+        };
+        steps.into_iter().map(|(stage, seconds)| StageTime { stage: stage.into(), seconds, resumed: false }).collect()
+    }
 }
