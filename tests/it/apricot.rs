@@ -17,7 +17,10 @@ use archrepair_onnx::onnx::tensor::encode_f32;
 use archrepair_onnx::search::data::RepairData;
 use archrepair_onnx::search::Chosen;
 use archrepair_onnx::spec::Spec;
-use tch::{Device, Kind, Tensor};
+use rand::{Rng, SeedableRng};
+use rand_distr::StandardNormal;
+use rand_pcg::Pcg64;
+use tch::{Device, Tensor};
 
 use crate::builders::{int, model, node};
 
@@ -154,13 +157,13 @@ fn one_adaptation_step_follows_the_papers_formulas_with_planted_rdlms() {
 }
 
 /// 3 clusters of 2-D points (centres (2, 0), (0, 2), (-2, -2), spread 0.4), `n` per class.
-fn clusters(n: i64, seed: i64) -> (Tensor, Vec<i64>) {
-    tch::manual_seed(seed);
-    let centres = Tensor::from_slice(&[2.0f32, 0.0, 0.0, 2.0, -2.0, -2.0]).reshape([3, 2]);
+/// Our own seeded generator: libtorch's global one is shared by the tests running in parallel.
+fn clusters(n: i64, seed: u64) -> (Tensor, Vec<i64>) {
+    let mut rng = Pcg64::seed_from_u64(seed);
+    let centres = [[2.0f32, 0.0], [0.0, 2.0], [-2.0, -2.0]];
     let labels: Vec<i64> = (0..3 * n).map(|i| i % 3).collect();
-    let index = Tensor::from_slice(&labels);
-    let points = centres.index_select(0, &index) + Tensor::randn([3 * n, 2], (Kind::Float, Device::Cpu)) * 0.4;
-    (points, labels)
+    let points: Vec<f32> = labels.iter().flat_map(|&c| centres[c as usize]).map(|v| v + 0.4 * rng.sample::<f32, _>(StandardNormal)).collect();
+    (Tensor::from_slice(&points).reshape([3 * n, 2]), labels)
 }
 
 /// The rows of `points` the model at `path` gets wrong.
@@ -243,7 +246,8 @@ fn apricot_fixes_planted_failures_without_moving_bn_statistics_and_same_seed_sam
     assert!(right > 0, "some planted failures are fixed: {log:#?}");
     assert_eq!(log.failures, data.failures);
     assert_eq!(log.rdlms.len(), 4);
-    assert!(log.rdlms.iter().all(|r| r.rows == 160 && !r.diverged && r.holdout_accuracy > 0.0), "{:?}", log.rdlms);
+    let rdlm_rows = (data.training.len() as f64 * 0.5).round() as usize;
+    assert!(log.rdlms.iter().all(|r| r.rows == rdlm_rows && !r.diverged && r.holdout_accuracy > 0.0), "{:?}", log.rdlms);
     assert_eq!(log.iterations.len(), 2);
     assert_eq!(log.iterations[0].failing_before, data.failures, "every failure is wrong at the start");
     assert!(log.iterations[0].with_correct_rdlm <= log.iterations[0].failing_before);
