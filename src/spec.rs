@@ -61,6 +61,9 @@ pub struct Spec {
     /// How out.onnx is checked against the tch model and measured by onnxruntime.
     #[serde(default)]
     pub validate: ValidateSpec,
+    /// The Apricot baseline (`method: apricot`): reduced models, weight adaptation, retraining.
+    #[serde(default)]
+    pub apricot: crate::baselines::apricot::ApricotSpec,
     /// Thresholds that decide the exit code.
     #[serde(default)]
     pub gate: GateSpec,

@@ -8,6 +8,7 @@
 //! (D_fail ∪ training images, with the held-out slice that chooses the kept model), and the
 //! localized block. It returns its own log for the report as JSON.
 
+pub mod apricot;
 pub mod finetune;
 
 use std::time::Instant;
@@ -153,7 +154,8 @@ pub fn run(request: &search::Request, method: Method) -> Result<WeightOutcome, E
             let layer = chosen.and_then(|c| c.layer.clone()).ok_or_else(|| needs("layer"))?;
             to_json(finetune::repair(&ctx, finetune::Scope::Layer(layer))?)
         }
-        Method::Arachne | Method::Apricot => return Err(Error::Mismatch(format!("method {method} is not built yet"))),
+        Method::Apricot => to_json(apricot::repair(&ctx)?),
+        Method::Arachne => return Err(Error::Mismatch(format!("method {method} is not built yet"))),
     };
     let holdout_accuracy_after = train::accuracy(&|p| classifier.predict(p), &data, &data.holdout).map_err(named)?;
     let report = MethodReport {

@@ -2,6 +2,7 @@
 
 mod builders;
 mod support;
+mod apricot;
 mod cli;
 mod corrupt;
 mod coverage;
