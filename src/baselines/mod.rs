@@ -8,6 +8,8 @@
 //! (D_fail ∪ training images, with the held-out slice that chooses the kept model), and the
 //! localized block. It returns its own log for the report as JSON.
 
+pub mod arachne;
+
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
