@@ -60,10 +60,55 @@ fn arachne_on_the_subject_moves_only_localized_weights_of_its_last_gemm() {
             }
         }
     }
+    for l in &log.localized {
+        assert_eq!(before.iter().find(|(n, _)| *n == log.weight).unwrap().1[flat(&l.index)], l.before, "{:?}", l.index);
+    }
     if log.kept {
         assert!(log.holdout_after.unwrap() >= log.holdout_before.unwrap(), "{log:?}");
-        for l in &log.localized {
-            assert_eq!(before.iter().find(|(n, _)| *n == log.weight).unwrap().1[flat(&l.index)], l.before);
+    }
+}
+
+/// A run without held-out rows, so the patch is always kept: the moved weights are exactly
+/// where the log says.
+#[test]
+fn arachne_writes_its_patch_exactly_where_it_localized() {
+    let (log, changes) = run_on_subject("version: 1\nseed: 5\nsearch: {holdout: 0.0}\narachne: {population: 20, generations: 10, max_positives: 64, min_weights: 8}\n");
+    assert!(log.kept && log.holdout_before.is_none(), "{log:?}");
+    assert!(!changes.is_empty(), "the search moved no weight: {log:?}");
+    for (name, index, before, after) in &changes {
+        assert_eq!(*name, log.weight, "a weight of another tensor moved");
+        let l = log.localized.iter().find(|l| &l.index == index).unwrap_or_else(|| panic!("{index:?} moved but is not localized"));
+        assert_eq!((l.before, l.after), (*before, *after), "{index:?}");
+    }
+}
+
+/// Runs Arachne on the subject; returns its log and every weight value that changed (tensor,
+/// index in its layout, before, after).
+fn run_on_subject(yaml: &str) -> (arachne::ArachneLog, Vec<(String, Vec<i64>, f32, f32)>) {
+    let model = LoadedModel::open(&repo_root().join("fixtures/subjects/fashion_mnist_resnet20.onnx")).unwrap();
+    let lowered = model.lower(Device::Cpu).unwrap();
+    let spec = Spec::from_yaml(yaml).unwrap();
+    let eval = fashion_mnist(Split::Test, 300);
+    let train = fashion_mnist(Split::Train, 200);
+    let plan = input_plan(&model, &spec.input, &eval).unwrap();
+    let input = PixelInput::new(&plan, Device::Cpu).unwrap();
+    let classifier = Classifier::new(&model.graph, &lowered, &input);
+    let candidates: Vec<usize> = (0..eval.len()).collect();
+    let data = RepairData::build(&input, &eval, &candidates, &train, &spec.search, None, spec.seed).unwrap();
+    let chosen = Chosen { block: 0, chosen_by: "given".into(), ranking: vec![] };
+    let values = |t: &tch::Tensor| Vec::<f32>::try_from(&t.detach().reshape([-1])).unwrap();
+    let before: Vec<Vec<f32>> = lowered.weights().iter().map(|w| values(&w.tensor)).collect();
+    let ctx = Context { graph: &model.graph, model: &lowered, classifier: &classifier, data: &data, chosen: &chosen, spec: &spec, progress: false };
+    let log = arachne::repair(&ctx).unwrap();
+    let mut changes = Vec::new();
+    for (w, old) in lowered.weights().iter().zip(&before) {
+        let size = w.tensor.size();
+        for (i, (a, b)) in old.iter().zip(values(&w.tensor)).enumerate() {
+            if a.to_bits() != b.to_bits() {
+                let cols = *size.last().unwrap_or(&1) as usize;
+                changes.push((w.onnx_name.clone(), vec![(i / cols) as i64, (i % cols) as i64], *a, b));
+            }
         }
     }
+    (log, changes)
 }

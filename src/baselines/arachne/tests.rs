@@ -104,11 +104,14 @@ fn spec(seed: u64) -> Spec {
 
 /// Runs Arachne on a fresh faulty model; returns the log and the weight values after.
 fn run(spec: &Spec) -> (ArachneLog, Vec<f32>) {
+    run_on(spec, tiny_data())
+}
+
+fn run_on(spec: &Spec, data: RepairData) -> (ArachneLog, Vec<f32>) {
     let graph = tiny_graph(&FAULTY);
     let lowered = LoweredModel::new(&graph, Device::Cpu).unwrap();
     let input = PixelInput::new(&plan(), Device::Cpu).unwrap();
     let classifier = Classifier::new(&graph, &lowered, &input);
-    let data = tiny_data();
     let chosen = Chosen { block: 0, chosen_by: "given".into(), ranking: vec![] };
     let ctx = Context { graph: &graph, model: &lowered, classifier: &classifier, data: &data, chosen: &chosen, spec, progress: false };
     let log = repair(&ctx).unwrap();
@@ -180,4 +183,20 @@ fn matmul_then_add_is_a_head_too() {
     let head = head::find(&Graph::from_model(&m).unwrap()).unwrap();
     assert_eq!((head.node.as_str(), head.op, head.input.as_str(), head.output.as_str(), head.weight.as_str()), ("mm", "MatMul+Add", "f", "y", "W"));
     assert_eq!((head.bias.as_deref(), head.trans_b), (Some("b"), false));
+}
+
+/// Held-out rows that look like the failures but are labelled class 0: the subject gets them
+/// right, every repair gets them wrong, so the held-out accuracy drops and the patch is undone.
+#[test]
+fn a_patch_that_lowers_the_held_out_accuracy_is_undone() {
+    let mut data = tiny_data();
+    let contradicting = Tensor::from_slice(&[0.0f32, 1.0, 0.0, 1.0, 0.0, 0.0, 1.2, 1.1, 0.0, 1.1, 0.0, 1.0]).reshape([3, 1, 1, 4]);
+    data.pixels = Tensor::cat(&[data.pixels.shallow_clone(), contradicting], 0);
+    data.labels = Tensor::cat(&[data.labels.shallow_clone(), Tensor::from_slice(&[0i64, 0, 0])], 0);
+    data.holdout = vec![22, 23, 24];
+    let (log, after) = run_on(&spec(7), data);
+    assert_eq!(log.patched, log.negatives, "the search itself succeeded: {log:?}");
+    assert_eq!((log.holdout_before, log.holdout_after, log.kept), (Some(1.0), Some(0.0), false), "{log:?}");
+    assert!(after.iter().zip(&FAULTY).all(|(a, b)| a.to_bits() == b.to_bits()), "the subject's weights are back: {after:?}");
+    assert!(log.localized.iter().all(|w| w.after == w.before), "{log:?}");
 }
