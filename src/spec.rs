@@ -58,6 +58,10 @@ pub struct Spec {
     pub search: SearchSpec,
     #[serde(default)]
     pub train: TrainSpec,
+    /// The Arachne baseline (`method: arachne`): localization and differential evolution on the
+    /// last fully connected layer (docs/baselines.md).
+    #[serde(default)]
+    pub arachne: crate::baselines::arachne::ArachneSpec,
     /// How out.onnx is checked against the tch model and measured by onnxruntime.
     #[serde(default)]
     pub validate: ValidateSpec,

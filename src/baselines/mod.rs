@@ -9,6 +9,7 @@
 //! localized block. It returns its own log for the report as JSON.
 
 pub mod apricot;
+pub mod arachne;
 pub mod finetune;
 
 use std::time::Instant;
@@ -155,7 +156,7 @@ pub fn run(request: &search::Request, method: Method) -> Result<WeightOutcome, E
             to_json(finetune::repair(&ctx, finetune::Scope::Layer(layer))?)
         }
         Method::Apricot => to_json(apricot::repair(&ctx)?),
-        Method::Arachne => return Err(Error::Mismatch(format!("method {method} is not built yet"))),
+        Method::Arachne => to_json(arachne::repair(&ctx)?),
     };
     let holdout_accuracy_after = train::accuracy(&|p| classifier.predict(p), &data, &data.holdout).map_err(named)?;
     let report = MethodReport {

@@ -7,6 +7,7 @@ mod cli;
 mod corrupt;
 mod coverage;
 mod data;
+mod baselines;
 mod detect;
 mod errors;
 mod export;
