@@ -2,6 +2,7 @@
 
 mod builders;
 mod support;
+mod bench;
 mod cli;
 mod corrupt;
 mod coverage;
