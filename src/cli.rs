@@ -194,6 +194,30 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The comparison benchmark: runs the main command on every cell of bench.yaml's grid
+    /// (subjects × scenarios × methods × seeds), each as a child process in its own folder, and
+    /// writes results.csv, results.md and plots/*.svg (docs/bench.md). Finished cells are
+    /// skipped on a rerun. Exit 0 when every cell produced a report, 2 otherwise.
+    Bench {
+        /// The bench file (`version: 1`; docs/bench.md).
+        #[arg(long)]
+        spec: PathBuf,
+        /// Output folder (default: <bench file stem>-bench).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Use the bench file's `profiles.quick` overlay instead of `profiles.full`.
+        #[arg(long)]
+        quick: bool,
+        /// Rerun every cell, including those finished by an earlier run.
+        #[arg(long)]
+        force: bool,
+        /// Threads for libtorch and onnxruntime in every cell.
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Print the results as JSON instead of the summary tables.
+        #[arg(long)]
+        json: bool,
+    },
     /// Replaces a block by a DARTS-style cell whose architecture and weights are searched
     /// jointly on D_fail ∪ training images, trains the derived cell and reports before/after;
     /// writes genotype.json, cell.ot and search.json (docs/search.md).

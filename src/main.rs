@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 
-use archrepair_onnx::commands::{blocks, corrupt, demo, eval, inspect, localize, repair, search};
+use archrepair_onnx::commands::{bench, blocks, corrupt, demo, eval, inspect, localize, repair, search};
 
 mod cli;
 use cli::{Cli, Command, RepairArgs};
@@ -113,6 +113,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let options = demo::DemoOptions { dir: out, data, limit, stop_after, resume, force, threads, progress: std::io::stderr().is_terminal() };
             let (subject, options) = demo::prepare(&options).context("preparing the demo")?;
             finish_repair(&subject, &options, "--resume", json)
+        }
+        Command::Bench { spec, out, quick, force, threads, json } => {
+            let exe = std::env::current_exe().context("finding this binary, which runs every cell")?;
+            let out = out.unwrap_or_else(|| archrepair_onnx::commands::default_out(&spec, "bench"));
+            let options = bench::BenchOptions { spec, out, quick, force, threads, exe };
+            let report = bench::bench(&options).context("running the bench")?;
+            emit(&report, json)?;
+            if !report.failed.is_empty() {
+                eprintln!("{} of {} cells produced no report: {}", report.failed.len(), report.rows.len(), report.failed.join(", "));
+            }
+            Ok(ExitCode::from(report.exit_code()))
         }
         Command::Search { model, data, settings, train_data, limit, out, force, resume, threads, json } => {
             let (data, spec) = data.into_parts()?;

@@ -1,5 +1,6 @@
 //! One library function per subcommand; the binary only parses arguments and prints.
 
+pub mod bench;
 pub mod blocks;
 pub mod corrupt;
 pub mod corruption_table;

@@ -18,7 +18,7 @@ pub mod gate;
 pub mod html;
 pub mod markdown;
 mod summary;
-mod svg;
+pub(crate) mod svg;
 
 /// The version of report.json's layout (schemas/report.schema.json).
 pub const SCHEMA_VERSION: u32 = 1;

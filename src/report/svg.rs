@@ -90,6 +90,18 @@ impl Svg {
         );
     }
 
+    /// A filled rectangle with further attributes (`extra`, written verbatim, e.g. a class)
+    /// and a tooltip (`title`, empty for none).
+    pub fn rect_with(&mut self, (x, y, width, height): (f64, f64, f64, f64), fill: &str, extra: &str, title: &str) {
+        let body = if title.is_empty() { String::new() } else { format!("<title>{}</title>", escape(title)) };
+        let _ = writeln!(
+            self.out,
+            r#"<rect x="{x:.1}" y="{y:.1}" width="{:.1}" height="{:.1}" fill="{fill}" {extra}>{body}</rect>"#,
+            width.max(0.0),
+            height.max(0.0)
+        );
+    }
+
     /// A straight line; `extra` e.g. `stroke-dasharray="4 3"`.
     pub fn line(&mut self, (x1, y1): (f64, f64), (x2, y2): (f64, f64), stroke: &str, extra: &str) {
         let _ = writeln!(self.out, r#"<line x1="{x1:.1}" y1="{y1:.1}" x2="{x2:.1}" y2="{y2:.1}" stroke="{stroke}" {extra}/>"#);

@@ -3,11 +3,12 @@
 mod builders;
 mod support;
 mod apricot;
+mod bench;
 mod cli;
 mod corrupt;
 mod coverage;
-mod data;
 mod baselines;
+mod data;
 mod detect;
 mod errors;
 mod export;
