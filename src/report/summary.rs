@@ -187,7 +187,7 @@ fn chosen_how(chosen_by: &str) -> String {
 }
 
 fn baseline_lines(b: &MethodReport) -> Vec<Vec<Inline>> {
-    let mut lines = vec![vec![Inline::Strong(format!("Method {}", b.method)), text(": a weight-only baseline; the architecture is unchanged, some initializers are rewritten.")]];
+    let mut lines = vec![vec![Inline::Strong(format!("Method {}", b.method)), text(": a weight-only baseline; the architecture is unchanged (the rewritten initializers are listed in out.onnx's `archrepair.repair` metadata).")]];
     match &b.chosen {
         Some(c) => match &c.layer {
             Some(layer) => lines.push(vec![text("Layer "), Inline::Code(layer.clone()), text(format!(" ({}).", chosen_how(&c.chosen_by)))]),

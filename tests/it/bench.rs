@@ -5,6 +5,8 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
+use archrepair_onnx::baselines::Method;
+
 use crate::support::repo_root;
 
 fn bench(spec: &Path, out: &Path) -> Output {
@@ -37,17 +39,20 @@ fn the_quick_bench_runs_every_cell_then_skips_them_and_reruns_a_cell_whose_profi
     let stderr = String::from_utf8_lossy(&first.stderr);
     assert_eq!(first.status.code(), Some(0), "{stderr}");
 
-    // results.csv: one row per cell (1 subject × 2 scenarios × 1 method × 2 seeds), finished,
+    // results.csv: one row per cell (1 subject × 2 scenarios × 6 methods × 2 seeds), finished,
     // with numeric accuracies.
     let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
     let mut lines = csv.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
     let column = |name: &str| header.iter().position(|h| *h == name).unwrap_or_else(|| panic!("no column {name} in {header:?}"));
     let rows: Vec<Vec<&str>> = lines.map(|l| l.split(',').collect()).collect();
-    assert_eq!(rows.len(), 4, "{csv}");
+    let methods = Method::ALL.map(Method::as_str);
+    assert_eq!(rows.len(), 2 * methods.len() * 2, "{csv}");
     let mut cells: Vec<String> = rows.iter().map(|r| format!("{}/{}/{}", r[column("scenario")], r[column("method")], r[column("seed")])).collect();
     cells.sort();
-    assert_eq!(cells, ["clean/archrepair/1", "clean/archrepair/2", "gaussian_noise-3/archrepair/1", "gaussian_noise-3/archrepair/2"]);
+    let mut expected: Vec<String> = ["clean", "gaussian_noise-3"].iter().flat_map(|s| methods.iter().flat_map(move |m| [1, 2].map(|seed| format!("{s}/{m}/{seed}")))).collect();
+    expected.sort();
+    assert_eq!(cells, expected);
     for row in &rows {
         assert_eq!(row.len(), header.len());
         assert!(["passed", "gate_failed"].contains(&row[column("outcome")]), "{row:?}");
@@ -62,10 +67,13 @@ fn the_quick_bench_runs_every_cell_then_skips_them_and_reruns_a_cell_whose_profi
         }
     }
     let md = std::fs::read_to_string(out.join("results.md")).unwrap();
-    assert!(md.contains("## fashion_mnist_resnet20 / gaussian_noise-3") && md.contains("| archrepair | 2/2 |"), "{md}");
+    assert!(md.contains("## fashion_mnist_resnet20 / gaussian_noise-3"), "{md}");
+    for method in methods {
+        assert!(md.contains(&format!("| {method} | 2/2 |")), "{method}: {md}");
+    }
     for scenario in ["clean", "gaussian_noise-3"] {
         let svg = std::fs::read_to_string(out.join(format!("plots/fashion_mnist_resnet20-{scenario}-accuracy.svg"))).unwrap();
-        assert_eq!(svg.matches(r#"class="bar""#).count(), 1, "one bar per method: {svg}");
+        assert_eq!(svg.matches(r#"class="bar""#).count(), methods.len(), "one bar per method: {svg}");
         assert!(out.join(format!("plots/fashion_mnist_resnet20-{scenario}-rates.svg")).is_file());
     }
     let cell = out.join("fashion_mnist_resnet20/gaussian_noise-3/archrepair/seed2");
@@ -78,7 +86,7 @@ fn the_quick_bench_runs_every_cell_then_skips_them_and_reruns_a_cell_whose_profi
     let second = bench(&quick, &out);
     assert_eq!(second.status.code(), Some(0), "{}", String::from_utf8_lossy(&second.stderr));
     let lines = progress_lines(&second);
-    assert_eq!(lines.len(), 4, "{lines:?}");
+    assert_eq!(lines.len(), rows.len(), "{lines:?}");
     for line in &lines {
         assert!(line.contains("skipped") && !has_timing(line), "{line}");
     }

@@ -85,7 +85,8 @@ fn check_common(out: &Path, method: &str, output: &Output) -> Value {
     assert!(report["validation"]["passed"].as_bool().unwrap());
     let provenance: Value = serde_json::from_str(&crate::repair::metadata(out, METADATA_KEY).unwrap()).unwrap();
     assert_eq!(provenance["method"], method);
-    let listed: BTreeSet<String> = provenance["weights_changed"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+    // Absent when nothing changed (a baseline that undid its patch).
+    let listed: BTreeSet<String> = provenance["weights_changed"].as_array().map(|a| a.iter().map(|v| v.as_str().unwrap().to_string()).collect()).unwrap_or_default();
     assert_eq!(listed, changed(out), "{method}: the metadata lists exactly the rewritten initializers");
     assert!(changed(out).is_disjoint(&bn_statistics()), "{method}: BatchNormalization statistics never move");
     report
@@ -150,4 +151,26 @@ fn an_unknown_method_is_refused_naming_the_choices() {
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("finetune-block") && stderr.contains("arachne"), "{stderr}");
+}
+
+#[test]
+fn arachne_patches_only_the_last_gemm_and_apricot_leaves_bn_statistics_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec = spec(dir.path());
+    let out = dir.path().join("arachne.onnx");
+    let output = run(&spec, &out, "arachne", &[]);
+    let report = check_common(&out, "arachne", &output);
+    let model = LoadedModel::open(&subject()).unwrap();
+    let last_gemm = model.graph.nodes.iter().rev().find(|n| n.op_type == "Gemm").unwrap().name.clone();
+    let patched = changed(&out);
+    assert!(patched.is_subset(&read_by(&[last_gemm.clone()])), "only `{last_gemm}` changes: {patched:?}");
+    let kept = report["baseline"]["log"]["kept"].as_bool().unwrap();
+    assert_eq!(kept, !patched.is_empty(), "a kept patch rewrites the weight, an undone one nothing");
+
+    let out = dir.path().join("apricot.onnx");
+    let output = run(&spec, &out, "apricot", &[]);
+    let report = check_common(&out, "apricot", &output);
+    assert!(report["baseline"]["chosen"].is_null(), "apricot does not localize");
+    let kept = report["baseline"]["log"]["kept"].as_bool().unwrap();
+    assert_eq!(kept, !changed(&out).is_empty());
 }
