@@ -6,6 +6,7 @@
 mod bombs;
 mod cli;
 mod external;
+mod late;
 mod model;
 
 use std::collections::BTreeSet;

@@ -1,0 +1,56 @@
+//! Errors that arise after the run has started (the dump folder exists): no out.onnx is
+//! written, the finished stages stay in the dump folder, the message names the cause and fix.
+
+use super::{run_in, s, subject, FASHION_MNIST};
+use crate::support::repo_root;
+
+/// The CI bench's base spec (block 8 given, a repair of a few seconds) with `from` replaced
+/// by `to`.
+fn tiny_spec(dir: &std::path::Path, from: &str, to: &str) -> String {
+    let base = std::fs::read_to_string(repo_root().join("fixtures/bench/tiny_spec.yaml")).unwrap();
+    let changed = base.replace(from, to);
+    assert!(from.is_empty() || changed != base, "tiny_spec.yaml has no `{from}`; update this test");
+    let path = dir.join("late.yaml");
+    std::fs::write(&path, changed).unwrap();
+    path.display().to_string()
+}
+
+fn finished_stages(dump: &std::path::Path) -> Vec<String> {
+    let manifest: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dump.join("stages.json")).unwrap()).unwrap();
+    manifest["finished"].as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn late_no_failures_on_the_split() {
+    let d = tempfile::tempdir().unwrap();
+    // The subject gets the first 5 test images right: nothing to repair.
+    let spec = tiny_spec(d.path(), "", "");
+    run_in(d.path(), &[s(&subject()), "out.onnx", "--spec", &spec, "--limit", "5"]).refused(&["classifies all 5 examples of", FASHION_MNIST, "no failures", "corrupted one"]);
+    assert!(!d.path().join("out.onnx").exists());
+}
+
+#[test]
+fn late_validation_over_tolerance() {
+    let d = tempfile::tempdir().unwrap();
+    // onnxruntime and tract never agree with libtorch to the last bit on this model, so a
+    // tolerance of 0 fails the validation stage after export.
+    let spec = tiny_spec(d.path(), "validate: {", "validate: {tolerance: 0.0, ");
+    run_in(d.path(), &[s(&subject()), "out.onnx", "--spec", &spec, "--limit", "300", "--threads", "2"])
+        .refused(&["validation failed", "more than validate.tolerance", "out.onnx was not written"]);
+    assert!(!d.path().join("out.onnx").exists());
+    assert_eq!(finished_stages(&d.path().join("out-dump")), ["localize", "search", "export"], "validate is not recorded");
+}
+
+#[test]
+fn late_device_cuda_without_a_gpu() {
+    let d = tempfile::tempdir().unwrap();
+    let spec = tiny_spec(d.path(), "version: 1\n", "version: 1\ndevice: cuda\n");
+    let run = run_in(d.path(), &[s(&subject()), "out.onnx", "--spec", &spec, "--limit", "300", "--stop-after", "localize"]);
+    if tch::Cuda::is_available() {
+        // On a machine with a GPU the same spec runs there.
+        assert_eq!(run.code, Some(0), "{}", run.stderr);
+    } else {
+        run.refused(&["device: cuda, but libtorch sees no CUDA device", "device: auto"]);
+        assert!(!d.path().join("out-dump").exists(), "refused before the dump folder is made");
+    }
+}
