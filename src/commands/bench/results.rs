@@ -44,7 +44,8 @@ pub struct Row {
     pub error: Option<String>,
 }
 
-/// Seconds per stage; `search` also counts a baseline's `fit`; `total` is every stage's sum.
+/// Seconds per stage; `search` also counts a weight-only baseline's `repair` stage (its whole
+/// fit); `total` is every stage's sum.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Seconds {
     pub localize: f64,
@@ -97,7 +98,7 @@ impl Row {
             match stage["stage"].as_str().unwrap_or("") {
                 "localize" => seconds.localize += t,
                 "collect" => seconds.collect += t,
-                "search" | "fit" => seconds.search += t,
+                "search" | "repair" => seconds.search += t,
                 "train" => seconds.train += t,
                 "export" => seconds.export += t,
                 "validate" => seconds.validate += t,
@@ -326,7 +327,7 @@ mod tests {
     fn a_report_becomes_a_row_and_the_csv_has_its_numbers() {
         let report = serde_json::json!({
             "outcome": "gate_failed",
-            "stages": [{"stage": "load", "seconds": 1.0}, {"stage": "search", "seconds": 2.0}, {"stage": "fit", "seconds": 3.0}, {"stage": "measure", "seconds": 0.5}],
+            "stages": [{"stage": "load", "seconds": 1.0}, {"stage": "search", "seconds": 2.0}, {"stage": "repair", "seconds": 3.0}, {"stage": "measure", "seconds": 0.5}],
             "measured": {
                 "evaluation": {"accuracy_before": 0.9, "accuracy_after": 0.95, "repair_rate": 0.3, "break_rate": null},
                 "sets": [{"name": "clean", "before": 0.8, "after": 0.85}, {"name": "fog", "before": 0.4, "after": 0.5}, {"name": "contrast", "before": 0.2, "after": 0.3}],
