@@ -24,7 +24,7 @@ use crate::search::optim::{clip_grad_norm, gradients, Sgd};
 use crate::search::train::accuracy;
 use crate::Error;
 
-use super::Context;
+use super::{Context, GradGuard};
 
 /// `apricot`: the reduced models, the weight adaptation and the retraining after it. The
 /// optimiser's batch, momentum, weight decay and gradient clipping are `train`'s.
@@ -370,7 +370,7 @@ impl Fit {
         if self.epochs == 0 || rows.is_empty() {
             return Ok(false);
         }
-        let _grad = GradGuard::new(params);
+        let _grad = GradGuard::new(params, &[]);
         let bar = steps_bar((rows.len().div_ceil(batch) * self.epochs) as u64, ctx.progress);
         let mut sgd = Sgd::new(params.iter().map(Tensor::shallow_clone).collect(), train.momentum, train.weight_decay);
         for epoch in 0..self.epochs {
@@ -452,29 +452,5 @@ fn model_error(context: &'static str) -> impl Fn(Failure) -> Error {
         Failure::Other(e) => e,
         Failure::Lower(LowerError::Torch(source)) => Error::Torch { context, source },
         Failure::Lower(other) => Error::Mismatch(format!("{context}: running the model: {other}")),
-    }
-}
-
-/// Lets autograd differentiate the trained weights while a [`Fit`] runs (the search may have
-/// frozen them) and puts their `requires_grad` flags back afterwards, error or not.
-struct GradGuard {
-    params: Vec<(Tensor, bool)>,
-}
-
-impl GradGuard {
-    fn new(params: &[Tensor]) -> GradGuard {
-        let params: Vec<(Tensor, bool)> = params.iter().map(|t| (t.shallow_clone(), t.requires_grad())).collect();
-        for (t, _) in &params {
-            let _ = t.set_requires_grad(true);
-        }
-        GradGuard { params }
-    }
-}
-
-impl Drop for GradGuard {
-    fn drop(&mut self) {
-        for (t, was) in &self.params {
-            let _ = t.set_requires_grad(*was);
-        }
     }
 }

@@ -15,7 +15,7 @@ use crate::search::options::TrainSpec;
 use crate::search::train::{Trainee, Trainer, TrainEpoch};
 use crate::Error;
 
-use super::Context;
+use super::{Context, GradGuard};
 
 /// Which weights are fine-tuned.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -49,18 +49,11 @@ pub fn repair(ctx: &Context, scope: Scope) -> Result<FinetuneLog, Error> {
     // Only the scope's weights take gradients while it trains (the rest stay frozen, and the
     // backward pass skips their gradients).
     let frozen: Vec<Tensor> = ctx.model.weights().iter().filter(|w| w.role == Role::Trainable).map(|w| w.tensor.shallow_clone()).collect();
-    for t in &frozen {
-        let _ = t.set_requires_grad(false);
-    }
-    for t in &trainee.weights {
-        let _ = t.set_requires_grad(true);
-    }
+    let grad = GradGuard::new(&trainee.weights, &frozen);
     // One phase: the block-training settings of `train`, no second whole-network phase.
     let spec = TrainSpec { finetune_epochs: 0, ..ctx.spec.train.clone() };
     let trained = Trainer { spec: &spec, data: ctx.data, seed: ctx.spec.seed, progress: ctx.progress, backbone: Vec::new() }.run(&trainee);
-    for t in &trainee.weights {
-        let _ = t.set_requires_grad(false);
-    }
+    drop(grad);
     let trained = trained.map_err(|e| e.in_model(ctx.model_path))?;
     Ok(FinetuneLog {
         scope,

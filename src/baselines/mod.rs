@@ -16,6 +16,7 @@ use std::time::Instant;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use tch::Tensor;
 
 use crate::graph::Graph;
 use crate::localize::classifier::Classifier;
@@ -174,4 +175,32 @@ pub fn run(request: &search::Request, method: Method) -> Result<WeightOutcome, E
 
 fn to_json(log: impl Serialize) -> serde_json::Value {
     serde_json::to_value(log).unwrap_or_default()
+}
+
+/// While alive: autograd differentiates `train` (the search may have frozen them) and not
+/// `freeze` (so the backward pass skips their gradients); on drop, error or not, every flag is
+/// put back as it was.
+pub(crate) struct GradGuard {
+    was: Vec<(Tensor, bool)>,
+}
+
+impl GradGuard {
+    pub(crate) fn new(train: &[Tensor], freeze: &[Tensor]) -> GradGuard {
+        let was = freeze.iter().chain(train).map(|t| (t.shallow_clone(), t.requires_grad())).collect();
+        for t in freeze {
+            let _ = t.set_requires_grad(false);
+        }
+        for t in train {
+            let _ = t.set_requires_grad(true);
+        }
+        GradGuard { was }
+    }
+}
+
+impl Drop for GradGuard {
+    fn drop(&mut self) {
+        for (t, was) in self.was.iter().rev() {
+            let _ = t.set_requires_grad(*was);
+        }
+    }
 }

@@ -146,12 +146,10 @@ pub fn repair(input: &Path, options: &RepairOptions) -> Result<(Report, Vec<Path
         artifacts::load_repair(&dump, &lowered, chosen.clone(), method)?
     } else {
         let search_request = request(&prepared, &lowered, input, &options.search, chosen.as_ref());
-        let repaired_by = if method == Method::Archrepair {
-            let chosen = chosen.as_ref().ok_or_else(|| Error::Mismatch("archrepair needs the localized block".into()))?;
-            let outcome = search::search(&search::Request { chosen: Some(chosen), ..search_request })?;
-            Repaired::Cell(outcome)
-        } else {
-            Repaired::Weights(baselines::run(&search_request, method)?)
+        // `search_request` carries the localized block, so neither localizes again.
+        let repaired_by = match method {
+            Method::Archrepair => Repaired::Cell(search::search(&search_request)?),
+            _ => Repaired::Weights(baselines::run(&search_request, method)?),
         };
         artifacts::save_repair(&dump, &repaired_by, &lowered, spec.train.finetune_epochs > 0)?;
         dump.record(Stage::Search, repaired_by.times())?;
