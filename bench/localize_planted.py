@@ -12,12 +12,17 @@ for each N in --failures and each seed in --seeds, and scores every method of th
 is ranked first, top-3 when it is among the first three. The planted block is found by name: the
 ranking names each block by its node scope (`layer2.1`), which is the manifest's block_prefix.
 
+With `--method M`, runs `--method M` instead of `--compare` and scores that localizer alone (the
+inputs are the same: the collect stage depends on the seed only), e.g. a localizer that needs no
+attack and no backward pass in a few seconds per run.
+
 Prints a Markdown table (hit rates per method, per N and fault kind) and the median localize time,
 and appends every run's orders to --results (JSON lines); `--table-only` re-makes the table from
 that file without running anything (e.g. from a partial run).
 
     bench/localize_planted.py --planted out/planted/<subject> [--failures 1000,100] [--seeds 0,1,2]
-        [--subjects fashion_mnist_resnet20,mnist_resnet20] [--extra "--attack none"] [--table-only]
+        [--subjects fashion_mnist_resnet20,mnist_resnet20] [--extra "--attack none"] [--method drift]
+        [--table-only]
 """
 
 from __future__ import annotations
@@ -44,8 +49,9 @@ def method_name(entry: dict) -> str:
     return entry["method"] + (f" {entry['formula']}" if entry.get("formula") else "")
 
 
-def localize(model: Path, data: str, failures: int, seed: int, extra: list[str], out: Path) -> dict:
-    command = [str(BIN), "localize", str(model), "--data", data, "--compare", "--failures", str(failures),
+def localize(model: Path, data: str, failures: int, seed: int, method: str | None, extra: list[str], out: Path) -> dict:
+    which = ["--method", method] if method else ["--compare"]
+    command = [str(BIN), "localize", str(model), "--data", data, *which, "--failures", str(failures),
                "--seed", str(seed), "--out", str(out), "--force", "--json", *extra]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
@@ -60,6 +66,7 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--subjects", default=",".join(DATA))
     parser.add_argument("--kinds", default="noise,swap")
+    parser.add_argument("--method", help="score this localizer alone (one `--method` run, not `--compare`)")
     parser.add_argument("--extra", default="", help="more localize flags, e.g. \"--attack none\"")
     parser.add_argument("--results", type=Path, help="JSON lines of every run (default: <planted>/results.jsonl)")
     parser.add_argument("--table-only", action="store_true", help="only print the table of the runs in --results")
@@ -76,7 +83,7 @@ def main(argv=None) -> int:
 
     rows = [] if not args.table_only else [
         json.loads(line) for line in results_path.read_text().splitlines()
-        if json.loads(line)["extra"] == args.extra and json.loads(line)["failures"] in failures
+        if json.loads(line)["extra"] == args.extra and json.loads(line).get("method") == args.method and json.loads(line)["failures"] in failures
         and json.loads(line)["seed"] in seeds and json.loads(line)["kind"] in kinds
     ]
     if not args.table_only:
@@ -85,19 +92,21 @@ def main(argv=None) -> int:
                 model = args.planted / entry["file"]
                 for n in failures:
                     for seed in seeds:
-                        ranking = localize(model, DATA[entry["subject"]], n, seed, extra, Path(work))
+                        ranking = localize(model, DATA[entry["subject"]], n, seed, args.method, extra, Path(work))
                         ids = {u["name"]: u["id"] for u in ranking["units"]}
                         truth = ids.get(entry["block_prefix"])
                         if truth is None:
                             sys.exit(f"{entry['file']}: no unit named {entry['block_prefix']} in {sorted(ids)}")
                         row = {"file": entry["file"], "kind": entry["kind"], "block": entry["block"], "failures": n,
-                               "seed": seed, "extra": args.extra, "truth": truth, "d_fail": ranking["collect"]["failures"],
+                               "seed": seed, "extra": args.extra, "method": args.method, "truth": truth, "d_fail": ranking["collect"]["failures"],
                                "seconds": ranking["seconds"]["total"],
-                               "orders": {method_name(m): m["order"] for m in ranking["comparison"]}}
+                               "orders": {method_name(m): m["order"] for m in ranking["comparison"]} if not args.method
+                               else {method_name(ranking): [u["id"] for u in ranking["units"]]}}
                         rows.append(row)
                         results.write(json.dumps(row) + "\n")
                         results.flush()
-                        print(f"{entry['file']} N={n} seed={seed}: spectrum ochiai order {row['orders']['spectrum ochiai'][:3]}, "
+                        first = next(iter(row["orders"].items()))
+                        print(f"{entry['file']} N={n} seed={seed}: {first[0]} order {first[1][:3]}, "
                               f"truth {truth}, {row['seconds']:.1f} s", file=sys.stderr, flush=True)
 
     # hits[(n, kind)][method] = [top1, top3, runs]
@@ -118,6 +127,7 @@ def main(argv=None) -> int:
     columns = [(n, k) for n in failures for k in kinds + ["all"]]
     models = len({row["file"] for row in rows})
     print(f"planted faults: {models} models ({', '.join(subjects)}; {', '.join(kinds)}), seeds {args.seeds}"
+          + (f", `--method {args.method}` alone" if args.method else "")
           + (f", extra flags `{args.extra}`" if args.extra else ""))
     print()
     print("| method | " + " | ".join(f"N={n} {k} top-1 / top-3" for n, k in columns) + " |")

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The localization benchmark (docs/BENCHMARKS.md, "Localization"):
-#   1. time of `localize` on the Fashion-MNIST subject with 1,000 failures (defaults: PGD, spectrum),
-#      wall time and peak RSS, on this machine;
+#   1. time of `localize` on the Fashion-MNIST subject with 1,000 and 100 failures (defaults: PGD,
+#      spectrum) and with 1,000 failures and `--method drift`, wall time and peak RSS;
 #   2. planted faults: bench/plant_faults.py damages each of the 9 blocks of the two ResNet-20
 #      subjects (weight noise; label-swap fine-tune) into out/planted/<subject>/ (kept: reruns
 #      only make what is missing), then bench/localize_planted.py localizes every faulty model with
-#      1,000 and 100 failures and each seed and prints top-1/top-3 hit rates per method.
+#      1,000 and 100 failures and each seed and prints top-1/top-3 hit rates per method (drift
+#      included: it is part of --compare).
 #
 #   bench/localize_planted.sh [SEEDS] [SUBJECTS] [EXTRA LOCALIZE FLAGS]
 #     SEEDS default 0,1,2; SUBJECTS default fashion_mnist_resnet20,mnist_resnet20
@@ -30,6 +31,10 @@ for failures in 1000 100; do
   read -r seconds kib < "$work/time"
   printf '| %s failures, PGD 10 steps on as many passing inputs, spectrum | %s | %d |\n' "$failures" "$seconds" $((kib / 1024))
 done
+/usr/bin/time -f '%e %M' -o "$work/time" "$bin" localize fixtures/subjects/fashion_mnist_resnet20.onnx \
+  --spec fixtures/specs/fashion_mnist_resnet20.yaml --failures 1000 --method drift --out "$work/loc" --force > /dev/null
+read -r seconds kib < "$work/time"
+printf '| 1000 failures (+ 1000 passing), drift (forward passes only) | %s | %d |\n' "$seconds" $((kib / 1024))
 echo
 
 IFS=, read -r -a names <<< "$subjects"

@@ -6,7 +6,8 @@
 //! join the failing side: the "adversarial-aware" spectrum), **spectrum** (per neuron, activation
 //! counts on failing vs passing inputs weighted by per-example weight-gradient magnitudes; a
 //! formula scores each neuron; a unit scores the mean of its neurons), and the baselines
-//! (`gradient`, `activation`, `random`) and our gradient `agreement` in the same interface.
+//! (`gradient`, `activation`, `random`), our gradient `agreement` and our BatchNormalization
+//! `drift` (forward passes only) in the same interface.
 //! Inputs are processed batch by batch and only per-neuron sums are kept, so memory does not
 //! grow with the number of inputs.
 //! The model is only read: eval mode throughout, gradients asked of autograd, never
@@ -16,6 +17,7 @@ pub mod attack;
 pub mod baselines;
 pub mod chart;
 pub mod classifier;
+pub mod drift;
 pub mod observe;
 pub mod options;
 pub mod pixels;
@@ -123,12 +125,21 @@ pub fn localize(request: &Request) -> Result<Ranking, Error> {
     };
     let gradient_seconds = gradient_started.elapsed().as_secs_f64();
 
+    let drift_started = Instant::now();
+    let drift = if spec.compare || spec.method == Method::Drift {
+        measure_drift(request, &classifier, &probes, &collected, &input, batch)?
+    } else {
+        None
+    };
+    let drift_seconds = drift_started.elapsed().as_secs_f64();
+
     let infos: Vec<&UnitInfo> = probes.units.iter().map(|u| &u.info).collect();
     let scored = |method: Method, formula: Formula| -> Vec<f64> {
         match method {
             Method::Spectrum | Method::Activation => unit_scores(&columns, |n| neuron_score(&spectrum, method, formula, n)),
             Method::Gradient => gradient.clone().unwrap_or_default(),
             Method::Agreement => agreement.clone().unwrap_or_default(),
+            Method::Drift => drift.as_ref().map(|d| d.iter().map(|(score, _)| *score).collect()).unwrap_or_default(),
             Method::Random => baselines::random_scores(infos.len(), request.seed),
         }
     };
@@ -146,13 +157,15 @@ pub fn localize(request: &Request) -> Result<Ranking, Error> {
             top_k_share: shares.as_ref().map(|s| s[u]),
             evidence: (!columns.is_empty()).then(|| evidence(&spectrum, &columns[u])),
             mean_abs_gradient: (spec.method == Method::Gradient).then(|| scores[u]),
+            drift: drift.as_ref().filter(|_| spec.method == Method::Drift).map(|d| d[u].1.clone()),
         })
         .collect();
 
     let mut comparison = Vec::new();
     if spec.compare {
         let methods = Formula::ALL.iter().map(|&f| (Method::Spectrum, Some(f))).chain(Formula::ALL.iter().map(|&f| (Method::Activation, Some(f))));
-        for (method, formula) in methods.chain([(Method::Agreement, None), (Method::Gradient, None), (Method::Random, None)]) {
+        let others = [Method::Agreement, Method::Gradient, Method::Drift, Method::Random].into_iter().filter(|&m| m != Method::Drift || drift.is_some());
+        for (method, formula) in methods.chain(others.map(|m| (m, None))) {
             let scores = scored(method, formula.unwrap_or(Formula::Ochiai));
             comparison.push(MethodOrder { method, formula, order: order(&scores).into_iter().map(|u| infos[u].id).collect(), scores });
         }
@@ -177,13 +190,30 @@ pub fn localize(request: &Request) -> Result<Ranking, Error> {
             passing: collected.passing.len(),
         },
         attack: attack_summary,
-        failing_inputs: spectrum.failing_inputs(),
-        passing_inputs: spectrum.passing_inputs(),
+        failing_inputs: if needs_spectrum { spectrum.failing_inputs() } else { collected.failures.len() },
+        passing_inputs: if needs_spectrum { spectrum.passing_inputs() } else { collected.passing.len() },
         units,
         comparison,
-        seconds: Timings { collect: collect_seconds, spectrum: spectrum_seconds, gradient: gradient_seconds, total: started.elapsed().as_secs_f64() },
+        seconds: Timings { collect: collect_seconds, spectrum: spectrum_seconds, gradient: gradient_seconds, drift: drift_seconds, total: started.elapsed().as_secs_f64() },
         version: env!("CARGO_PKG_VERSION").to_string(),
     })
+}
+
+/// The `drift` localizer's scores and evidence per unit, on D_fail and the passing sample; None
+/// in a comparison on a model without BatchNormalization, an error when it is the method asked for.
+fn measure_drift(request: &Request, classifier: &Classifier, probes: &Probes, collected: &Collected, input: &PixelInput, batch: usize) -> Result<Option<Vec<drift::UnitDrift>>, Error> {
+    let Some(drift) = drift::Drift::new(request.graph, classifier, probes) else {
+        if request.localize.method != Method::Drift {
+            return Ok(None);
+        }
+        return Err(Error::Mismatch(format!(
+            "`{}` has no BatchNormalization with running statistics, which `localize.method: drift` reads; use `method: spectrum` (or `agreement`) for this model",
+            request.model_path.display()
+        )));
+    };
+    let failing = Inputs { input, data: request.data, indices: &collected.failures, batch };
+    let passing = Inputs { input, data: request.data, indices: &collected.passing, batch };
+    drift.measure(classifier, &[&failing, &passing]).map(Some).map_err(lower_error(request))
 }
 
 /// An error of a stage that runs the model: running it, or anything else (already an [`Error`]).

@@ -105,6 +105,8 @@ pub enum Method {
     Agreement,
     /// The spectrum with unweighted counts.
     Activation,
+    /// Where the BatchNormalization inputs' mean first drifts from the running statistics.
+    Drift,
     /// A seeded random order: the floor every localizer must beat.
     Random,
 }
@@ -164,7 +166,7 @@ macro_rules! name_traits {
     };
 }
 
-name_traits!(Method, "localization method", "spectrum, agreement, gradient, activation, random");
+name_traits!(Method, "localization method", "spectrum, agreement, gradient, activation, drift, random");
 name_traits!(Formula, "formula", "ochiai, tarantula, dstar2, dstar3");
 name_traits!(Granularity, "granularity", "block, layer");
 name_traits!(Reference, "reference", "zero, passing_mean");

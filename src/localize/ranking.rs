@@ -6,6 +6,7 @@ use std::fmt;
 use serde::Serialize;
 
 use super::attack::Attack;
+use super::drift::NormalizationDrift;
 use super::options::{Formula, Granularity, Method};
 use super::units::UnitInfo;
 
@@ -31,7 +32,8 @@ pub struct Ranking {
     /// The adversarial inputs added to the failing side (absent with `attack.method: none`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attack: Option<AttackSummary>,
-    /// Inputs the spectrum counted: D_fail plus the successful adversarial inputs, and passing.
+    /// Inputs the spectrum counted: D_fail plus the successful adversarial inputs, and passing
+    /// (without a spectrum: D_fail and the passing sample).
     pub failing_inputs: usize,
     pub passing_inputs: usize,
     /// Units, most suspicious first.
@@ -77,6 +79,9 @@ pub struct RankedUnit {
     /// `gradient` method: mean |∂L/∂W| of the unit's weights on the sampled failures.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub mean_abs_gradient: Option<f64>,
+    /// `drift` method: the shift at each of the unit's BatchNormalizations.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drift: Option<Vec<NormalizationDrift>>,
 }
 
 /// What the spectrum saw in one unit (means over its neurons).
@@ -113,6 +118,8 @@ pub struct Timings {
     pub spectrum: f64,
     /// The gradient and agreement localizers.
     pub gradient: f64,
+    /// The drift localizer's forward passes.
+    pub drift: f64,
     pub total: f64,
 }
 
@@ -176,6 +183,13 @@ impl fmt::Display for Ranking {
                 gp
             )?;
         }
+        let drifts: Vec<_> = self.units.iter().filter_map(|u| Some((u, u.drift.as_ref()?.iter().max_by(|a, b| a.ratio.total_cmp(&b.ratio))?))).take(3).collect();
+        if !drifts.is_empty() {
+            writeln!(f, "\ndrift (largest shift ratio of the first units' BatchNormalizations)")?;
+            for (u, d) in drifts {
+                writeln!(f, "  {:<18} {}: shift {:.3e}, upstream {:.3e}, ratio {:.3}", truncate(&u.unit.name, 18), d.node, d.shift, d.upstream_shift, d.ratio)?;
+            }
+        }
         if !self.comparison.is_empty() {
             writeln!(f, "\ncomparison (unit ids, most suspicious first)")?;
             for m in &self.comparison {
@@ -186,8 +200,8 @@ impl fmt::Display for Ranking {
         }
         write!(
             f,
-            "\ntime      collect {:.1} s, spectrum {:.1} s, gradient {:.1} s, total {:.1} s",
-            self.seconds.collect, self.seconds.spectrum, self.seconds.gradient, self.seconds.total
+            "\ntime      collect {:.1} s, spectrum {:.1} s, gradient {:.1} s, drift {:.1} s, total {:.1} s",
+            self.seconds.collect, self.seconds.spectrum, self.seconds.gradient, self.seconds.drift, self.seconds.total
         )
     }
 }

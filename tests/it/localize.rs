@@ -18,7 +18,7 @@ use archrepair_onnx::onnx::save_model;
 use archrepair_onnx::onnx::tensor::encode_f32;
 use tch::{Device, Kind, Tensor};
 
-use crate::builders::{int, ints, model, node};
+use crate::builders::{float, int, ints, model, node};
 use crate::support::{repo_root, venv_python, with_fixed_batch};
 
 const FASHION_MNIST: &str = "/usr/share/datasets/fashion-mnist";
@@ -187,6 +187,102 @@ fn spectrum_counts_and_formulas_match_a_hand_computed_spectrum() {
     assert!(names.contains(&"block/conv_a") && names.contains(&"fc"), "{names:?}");
 }
 
+/// x [N, 3, 1, 1] → conv1 (1x1, keeps channels 0 and 1) → bn1 (ε 0.001) → Relu → conv2 (1x1 identity) → bn2
+/// → Relu → Flatten → fc (always class 0), with the running statistics given as (mean, var) per
+/// channel. γ = 1, β = 0.
+fn two_norm_model(dir: &Path, bn1: [(f32, f32); 2], bn2: [(f32, f32); 2]) -> PathBuf {
+    let nodes = vec![
+        node("Conv", "conv1", &["x", "w1"], &["c1"], vec![ints("kernel_shape", &[1, 1])]),
+        node("BatchNormalization", "bn1", &["c1", "g", "b", "m1", "v1"], &["n1"], vec![float("epsilon", 0.001)]),
+        node("Relu", "relu1", &["n1"], &["r1"], vec![]),
+        node("Conv", "conv2", &["r1", "w2"], &["c2"], vec![ints("kernel_shape", &[1, 1])]),
+        node("BatchNormalization", "bn2", &["c2", "g", "b", "m2", "v2"], &["n2"], vec![]),
+        node("Relu", "relu2", &["n2"], &["r2"], vec![]),
+        node("Flatten", "flat", &["r2"], &["f"], vec![]),
+        node("Gemm", "fc", &["f", "fw", "fb"], &["y"], vec![int("transB", 1)]),
+    ];
+    let identity = [1.0, 0.0, 0.0, 1.0];
+    let init = vec![
+        encode_f32("w1", &[2, 3, 1, 1], &[1.0, 0.0, 0.0, 0.0, 1.0, 0.0]),
+        encode_f32("w2", &[2, 2, 1, 1], &identity),
+        encode_f32("g", &[2], &[1.0, 1.0]),
+        encode_f32("b", &[2], &[0.0, 0.0]),
+        encode_f32("m1", &[2], &[bn1[0].0, bn1[1].0]),
+        encode_f32("v1", &[2], &[bn1[0].1, bn1[1].1]),
+        encode_f32("m2", &[2], &[bn2[0].0, bn2[1].0]),
+        encode_f32("v2", &[2], &[bn2[0].1, bn2[1].1]),
+        encode_f32("fw", &[2, 2], &[0.0; 4]),
+        encode_f32("fb", &[2], &[1.0, 0.0]),
+    ];
+    let path = dir.join("two_norms.onnx");
+    save_model(&model(13, &[-1, 3, 1, 1], nodes, init), &path).unwrap();
+    path
+}
+
+#[test]
+fn drift_scores_match_hand_computed_shifts_and_point_at_the_planted_statistics() {
+    let dir = tempfile::tempdir().unwrap();
+    // Channel means over the four inputs: 0.4 and 0.3 (and 0 in the ignored channel 2). Labels 0, 1, 0, 1 against a constant
+    // prediction of 0: two failures, two passing inputs, all four measured.
+    let pixels = [[0.2, 0.6], [0.6, 0.2], [0.4, 0.4], [0.4, 0.0]];
+    let images: Vec<Image> = pixels.iter().map(|p| Image::new(1, 1, 3, vec![p[0], p[1], 0.0])).collect();
+    let data = Dataset::from_images(Path::new("hand-set"), &images, vec![0, 1, 0, 1]).unwrap();
+    let collect = CollectSpec { failures: 10, passing: Some(10) };
+    let no_attack = AttackSpec { method: AttackMethod::None, ..AttackSpec::default() };
+    let spec = LocalizeSpec { method: Method::Drift, granularity: Granularity::Layer, ..LocalizeSpec::default() };
+    let means = |values: &[[f64; 2]]| [0, 1].map(|c| values.iter().map(|v| v[c]).sum::<f64>() / values.len() as f64);
+    let shift = |mu: [f64; 2], stats: [(f32, f32); 2], eps: f64| {
+        (0..2).map(|c| (mu[c] - stats[c].0 as f64).powi(2) / (stats[c].1 as f64 + eps)).sum::<f64>() / 2.0
+    };
+    let inputs: Vec<[f64; 2]> = pixels.iter().map(|p| [p[0] as f64, p[1] as f64]).collect();
+    // bn2 sees relu(bn1(x)).
+    let after_bn1 = |stats: [(f32, f32); 2]| -> Vec<[f64; 2]> {
+        inputs.iter().map(|x| [0, 1].map(|c| ((x[c] - stats[c].0 as f64) / (stats[c].1 as f64 + 0.001).sqrt()).max(0.0))).collect()
+    };
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-5 * b.abs().max(1.0);
+
+    // (a) bn1's statistics are off (channel 0's mean by 0.1), bn2's fit what it sees.
+    let bn1 = [(0.3, 0.01), (0.3, 0.04)];
+    let fitted = means(&after_bn1(bn1));
+    let bn2 = [(fitted[0] as f32, 1.0), (fitted[1] as f32, 1.0)];
+    let ranking = run(&two_norm_model(dir.path(), bn1, bn2), &data, &collect, &no_attack, &spec, 0);
+    let expected_bn1 = shift(means(&inputs), bn1, 0.001);
+    assert!(close(expected_bn1, 0.5 * 0.01 / 0.011), "the hand computation itself: {expected_bn1}");
+    let names: Vec<&str> = ranking.units.iter().map(|u| u.unit.name.as_str()).collect();
+    assert_eq!(names, ["conv1", "conv2", "fc"], "the planted bn1 first; fc has no BatchNormalization (NaN, last)");
+    let first = &ranking.units[0].drift.as_ref().unwrap()[0];
+    assert_eq!(first.node, "bn1");
+    assert!(close(first.shift, expected_bn1) && first.upstream_shift == 0.0, "{first:?}");
+    assert!(close(ranking.units[0].score, expected_bn1 / 1e-4), "no upstream: the floor 1e-4 divides");
+    let second = &ranking.units[1].drift.as_ref().unwrap()[0];
+    assert!(second.shift < 1e-10 && close(second.upstream_shift, expected_bn1), "{second:?}");
+    assert!(ranking.units[2].score.is_nan() && ranking.units[2].drift.as_ref().is_some_and(|d| d.is_empty()));
+
+    // (b) bn1 fits its input exactly, bn2's channel-1 mean is off by 0.5: conv2 comes first.
+    let bn1 = [(0.4, 0.01), (0.3, 0.04)];
+    let fitted = means(&after_bn1(bn1));
+    let bn2 = [(fitted[0] as f32, 2.0), (fitted[1] as f32 + 0.5, 0.5)];
+    let ranking = run(&two_norm_model(dir.path(), bn1, bn2), &data, &collect, &no_attack, &spec, 0);
+    assert_eq!(ranking.units[0].unit.name, "conv2");
+    let drift = &ranking.units[0].drift.as_ref().unwrap()[0];
+    let expected_bn2 = shift(fitted, bn2, 1e-5);
+    assert!(close(drift.shift, expected_bn2) && close(expected_bn2, 0.25 / (0.5 + 1e-5) / 2.0), "{drift:?}");
+    assert!(drift.upstream_shift < 1e-10 && close(drift.ratio, expected_bn2 / 1e-4), "{drift:?}");
+
+    // A model without BatchNormalization: `drift` says so and names the alternative.
+    let plain = hand_set_model(dir.path());
+    let loaded = LoadedModel::open(&plain).unwrap();
+    let plan = input_plan(&loaded, &InputSpec::default(), &data).unwrap();
+    let lowered = loaded.lower(Device::Cpu).unwrap();
+    let request = Request { graph: &loaded.graph, model: &lowered, plan: &plan, data: &data, collect: &collect, attack: &no_attack, localize: &spec, seed: 0, progress: false, model_path: &plain };
+    let message = localize(&request).unwrap_err().to_string();
+    assert!(message.contains("hand_set.onnx") && message.contains("no BatchNormalization") && message.contains("method: spectrum"), "{message}");
+    // In a comparison it is left out instead.
+    let compare = LocalizeSpec { compare: true, ..LocalizeSpec::default() };
+    let ranking = run(&plain, &data, &collect, &no_attack, &compare, 0);
+    assert!(ranking.comparison.iter().all(|m| m.method != Method::Drift) && !ranking.comparison.is_empty());
+}
+
 /// Runs `check` with the Fashion-MNIST subject as a classifier and its first `count` test
 /// images as a pixel batch with labels.
 fn with_subject(count: usize, check: impl FnOnce(&Classifier, &Tensor, &Tensor)) {
@@ -232,7 +328,7 @@ fn localization_is_stable_for_a_seed_and_leaves_the_model_unchanged() {
     let again = localize(&request(7)).unwrap();
     let scores = |r: &Ranking| r.units.iter().map(|u| (u.unit.id, u.score)).collect::<Vec<_>>();
     assert_eq!(scores(&first), scores(&again));
-    assert_eq!(first.comparison.len(), 11);
+    assert_eq!(first.comparison.len(), 12, "spectrum and activation × 4 formulas, agreement, gradient, drift, random");
     assert_eq!(first.units.len(), 9, "ResNet-20 has 9 blocks");
     assert!(first.attack.as_ref().is_some_and(|a| a.attacked == 24 && a.succeeded > 0));
     let other = localize(&request(8)).unwrap();
@@ -333,6 +429,27 @@ fn localize_command_writes_the_ranking_and_never_overwrites_it_silently() {
     assert!(problems.is_empty(), "ranking.json does not match its schema: {problems:#?}");
     let svg = std::fs::read_to_string(out.join("ranking.svg")).unwrap();
     assert!(svg.starts_with("<svg") && svg.matches("<rect").count() >= 10, "one bar per block");
+
+    // `drift` adds each unit's BatchNormalization evidence, in the same schema.
+    let drift_out = dir.path().join("drift");
+    let drift = Command::new(bin)
+        .arg("localize")
+        .arg(subject())
+        .arg("--spec")
+        .arg(repo_root().join("fixtures/specs/fashion_mnist_resnet20.yaml"))
+        .args(["--limit", "300", "--failures", "20", "--method", "drift", "--json", "--out"])
+        .arg(&drift_out)
+        .output()
+        .unwrap();
+    assert!(drift.status.success(), "{}", String::from_utf8_lossy(&drift.stderr));
+    let drift: serde_json::Value = serde_json::from_slice(&drift.stdout).unwrap();
+    for unit in drift["units"].as_array().unwrap() {
+        let norms = unit["drift"].as_array().unwrap();
+        assert!((2..=3).contains(&norms.len()), "a basic block has two BatchNormalizations (three with a projection): {unit}");
+        assert!(norms.iter().all(|n| n["node"].as_str().unwrap().ends_with("BatchNormalization")), "{unit}");
+    }
+    let problems = crate::json_schema::violations(&schema, &drift);
+    assert!(problems.is_empty(), "the drift ranking does not match the schema: {problems:#?}");
 
     let again = args(&[]);
     assert_eq!(again.status.code(), Some(2));

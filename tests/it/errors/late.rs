@@ -1,7 +1,11 @@
 //! Errors that arise after the run has started (the dump folder exists): no out.onnx is
 //! written, the finished stages stay in the dump folder, the message names the cause and fix.
 
+use archrepair_onnx::onnx::save_model;
+use archrepair_onnx::onnx::tensor::encode_f32;
+
 use super::{run_in, s, subject, FASHION_MNIST};
+use crate::builders::{int, ints, model, node};
 use crate::support::repo_root;
 
 /// The CI bench's base spec (block 8 given, a repair of a few seconds) with `from` replaced
@@ -54,3 +58,23 @@ fn late_device_cuda_without_a_gpu() {
         assert!(!d.path().join("out-dump").exists(), "refused before the dump folder is made");
     }
 }
+
+#[test]
+fn late_drift_without_batch_normalization() {
+    let d = tempfile::tempdir().unwrap();
+    // Conv → Relu → GlobalAveragePool → Flatten → Gemm on Fashion-MNIST: no BatchNormalization.
+    let nodes = vec![
+        node("Conv", "conv", &["x", "w"], &["c"], vec![ints("kernel_shape", &[3, 3])]),
+        node("Relu", "relu", &["c"], &["r"], vec![]),
+        node("GlobalAveragePool", "pool", &["r"], &["p"], vec![]),
+        node("Flatten", "flat", &["p"], &["f"], vec![]),
+        node("Gemm", "fc", &["f", "fw"], &["y"], vec![int("transB", 1)]),
+    ];
+    let init = vec![encode_f32("w", &[2, 1, 3, 3], &[0.1; 18]), encode_f32("fw", &[10, 2], &(0..20).map(|i| i as f32 / 10.0).collect::<Vec<_>>())];
+    let path = d.path().join("no_bn.onnx");
+    save_model(&model(13, &[-1, 1, 28, 28], nodes, init), &path).unwrap();
+    run_in(d.path(), &["localize", s(&path), "--data", FASHION_MNIST, "--limit", "50", "--method", "drift", "--granularity", "layer"])
+        .refused(&["no_bn.onnx", "has no BatchNormalization with running statistics", "method: spectrum"]);
+    assert!(!d.path().join("no_bn-localize").exists(), "nothing written");
+}
+
