@@ -82,9 +82,9 @@ def main(argv=None) -> int:
     results_path = args.results or args.planted / "results.jsonl"
 
     rows = [] if not args.table_only else [
-        json.loads(line) for line in results_path.read_text().splitlines()
-        if json.loads(line)["extra"] == args.extra and json.loads(line).get("method") == args.method and json.loads(line)["failures"] in failures
-        and json.loads(line)["seed"] in seeds and json.loads(line)["kind"] in kinds
+        row for row in map(json.loads, results_path.read_text().splitlines())
+        if row["extra"] == args.extra and row.get("method") == args.method and row["failures"] in failures
+        and row["seed"] in seeds and row["kind"] in kinds
     ]
     if not args.table_only:
         with tempfile.TemporaryDirectory() as work, results_path.open("a") as results:

@@ -25,16 +25,19 @@ echo "$(nproc) cores, $(date -u +%Y-%m-%d)"
 echo
 echo "| localize (Fashion-MNIST ResNet-20, 10,000 test images) | wall s | peak RSS MiB |"
 echo "|---|---|---|"
-for failures in 1000 100; do
+# One table row: LABEL, then the localize flags it is timed with.
+timed_row() {
+  local label="$1"
+  shift
   /usr/bin/time -f '%e %M' -o "$work/time" "$bin" localize fixtures/subjects/fashion_mnist_resnet20.onnx \
-    --spec fixtures/specs/fashion_mnist_resnet20.yaml --failures "$failures" --out "$work/loc" --force > /dev/null
+    --spec fixtures/specs/fashion_mnist_resnet20.yaml "$@" --out "$work/loc" --force > /dev/null
   read -r seconds kib < "$work/time"
-  printf '| %s failures, PGD 10 steps on as many passing inputs, spectrum | %s | %d |\n' "$failures" "$seconds" $((kib / 1024))
+  printf '| %s | %s | %d |\n' "$label" "$seconds" $((kib / 1024))
+}
+for failures in 1000 100; do
+  timed_row "$failures failures, PGD 10 steps on as many passing inputs, spectrum" --failures "$failures"
 done
-/usr/bin/time -f '%e %M' -o "$work/time" "$bin" localize fixtures/subjects/fashion_mnist_resnet20.onnx \
-  --spec fixtures/specs/fashion_mnist_resnet20.yaml --failures 1000 --method drift --out "$work/loc" --force > /dev/null
-read -r seconds kib < "$work/time"
-printf '| 1000 failures (+ 1000 passing), drift (forward passes only) | %s | %d |\n' "$seconds" $((kib / 1024))
+timed_row "1000 failures (+ 1000 passing), drift (forward passes only)" --failures 1000 --method drift
 echo
 
 IFS=, read -r -a names <<< "$subjects"

@@ -74,14 +74,13 @@ impl Drift {
         let mut reaching: Vec<HashSet<usize>> = vec![HashSet::new(); graph.nodes.len()];
         let mut normalizations = Vec::new();
         for (index, node) in graph.nodes.iter().enumerate() {
-            let mut upstream: HashSet<usize> = HashSet::new();
+            let mut here: HashSet<usize> = HashSet::new();
             for producer in node.inputs.iter().filter_map(|i| graph.producer(i)) {
-                upstream.extend(reaching[producer].iter().copied());
+                here.extend(reaching[producer].iter().copied());
             }
-            let mut here = upstream.clone();
             if node.op_type == "BatchNormalization" {
                 if let (Some(input), Some(running_mean), Some(running_var)) = (node.inputs.first(), weight(node.inputs.get(3)), weight(node.inputs.get(4))) {
-                    let mut upstream: Vec<usize> = upstream.into_iter().collect();
+                    let mut upstream: Vec<usize> = here.iter().copied().collect();
                     upstream.sort_unstable();
                     here.insert(normalizations.len());
                     normalizations.push(Normalization {
@@ -99,13 +98,12 @@ impl Drift {
         if normalizations.is_empty() {
             return None;
         }
-        let layer_outputs = |unit: &super::units::Unit| -> HashSet<&str> { unit.layers.iter().map(|&l| probes.layers[l].output.as_str()).collect() };
         let members = probes
             .units
             .iter()
             .map(|unit| {
                 let nodes: HashSet<&str> = unit.info.nodes.iter().map(String::as_str).collect();
-                let outputs = layer_outputs(unit);
+                let outputs: HashSet<&str> = unit.layers.iter().map(|&l| probes.layers[l].output.as_str()).collect();
                 (0..normalizations.len()).filter(|&b| nodes.contains(normalizations[b].node.as_str()) || outputs.contains(normalizations[b].input.as_str())).collect()
             })
             .collect();
