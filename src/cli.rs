@@ -255,9 +255,14 @@ pub enum Command {
 /// Flags overriding the spec's `seed`, `search` and `train` keys.
 #[derive(Debug, Args)]
 pub struct SearchArgs {
-    /// Block to replace: an id from `blocks`, or `auto` (the top of the localization ranking).
+    /// Block to replace: an id from `blocks`, `auto` (the top of the localization ranking),
+    /// `random` (seeded) or `last` (search.block).
     #[arg(long)]
     pub block: Option<BlockChoice>,
+    /// What the cell replaces: `block`, or one Conv `layer` (search.granularity; `--block`
+    /// ids then number the layers).
+    #[arg(long)]
+    pub granularity: Option<Granularity>,
     /// Search epochs (search.epochs).
     #[arg(long)]
     pub epochs: Option<usize>,
@@ -285,6 +290,7 @@ pub struct SearchArgs {
 impl SearchArgs {
     pub fn apply(self, mut spec: Spec) -> Spec {
         spec.search.block = self.block.unwrap_or(spec.search.block);
+        spec.search.granularity = self.granularity.unwrap_or(spec.search.granularity);
         spec.search.epochs = self.epochs.unwrap_or(spec.search.epochs);
         spec.train.epochs = self.train_epochs.unwrap_or(spec.train.epochs);
         spec.search.train_images = self.train_images.or(spec.search.train_images);

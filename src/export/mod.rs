@@ -65,7 +65,8 @@ pub fn export(model: &ModelProto, remove: &[String], target: &Target, cell: &Cel
     if opset < cell_nodes::MIN_OPSET {
         return Err(ExportError::Opset(opset));
     }
-    let prefix = unused_prefix(model, &format!("archrepair/b{}/", target.block));
+    let unit = if target.layer.is_some() { 'l' } else { 'b' };
+    let prefix = unused_prefix(model, &format!("archrepair/{unit}{}/", target.block));
     let emitted = cell_nodes::emit(cell, &target.entry, &target.tensor, &prefix).map_err(ExportError::Cell)?;
     let patch = Patch { remove: remove.to_vec(), nodes: emitted.nodes, initializers: emitted.initializers };
     let mut out = patch.apply(model)?;

@@ -70,8 +70,10 @@ fn charts_for(id: SectionId, report: &Report) -> String {
         SectionId::Repair => {
             let ranking = charts::suspiciousness(report).map(chart).unwrap_or_else(|| {
                 let why = match &report.repair {
-                    Some(r) => format!("No localization ranking: block {} was given in the spec.", r.target.block),
-                    None => "No localization ranking.".to_string(),
+                    Some(r) if r.chosen_by == "given" => format!("No localization ranking: {} was given in the spec.", r.target.describe()),
+                    Some(r) if r.chosen_by == "last" || r.chosen_by.starts_with("random") => format!("No localization ranking: {} was chosen by `search.block` ({}).", r.target.describe(), r.chosen_by),
+                    Some(r) if r.target.layer.is_some() => format!("The chart draws blocks; the layer ranking that chose {} is in the dump folder's localize.json.", r.target.describe()),
+                    _ => "No localization ranking.".to_string(),
                 };
                 note(&why)
             });
@@ -198,8 +200,17 @@ mod tests {
     fn a_given_block_is_explained_instead_of_the_ranking_chart() {
         let mut report = sample_report();
         report.ranking.clear();
+        let repair = report.repair.as_mut().unwrap();
+        repair.chosen_by = "given".into();
         let page = html(&report);
-        assert!(page.contains("block 3 was given in the spec"), "{page}");
+        assert!(page.contains("No localization ranking: block 3 residual branch (") && page.contains(") was given in the spec"), "{page}");
         assert_eq!(page.matches("<svg").count(), 2);
+        // The ablation's choices, and a layer chosen by a layer ranking, say so too.
+        report.repair.as_mut().unwrap().chosen_by = "random (seed 4)".into();
+        assert!(html(&report).contains("was chosen by `search.block` (random (seed 4))"));
+        let repair = report.repair.as_mut().unwrap();
+        (repair.chosen_by, repair.target.layer) = ("localize (spectrum)".into(), Some("conv7".into()));
+        let page = html(&report);
+        assert!(page.contains("the layer ranking that chose layer 3 `conv7`") && page.contains("Layer 3 `conv7`"), "{page}");
     }
 }

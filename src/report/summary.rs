@@ -154,9 +154,13 @@ fn repair(report: &Report) -> Section {
 fn repair_lines(r: &SearchReport) -> Vec<Vec<Inline>> {
     let t = &r.target;
     let how = chosen_how(&r.chosen_by);
-    let part = if t.keeps_shortcut { "its residual branch (shortcut kept)" } else { "the whole block" };
+    let (unit, part) = match (&t.layer, t.keeps_shortcut) {
+        (Some(node), _) => (format!("Layer {} `{node}`", t.block), "the layer"),
+        (None, true) => (format!("Block {}", t.block), "its residual branch (shortcut kept)"),
+        (None, false) => (format!("Block {}", t.block), "the whole block"),
+    };
     vec![
-        vec![Inline::Strong(format!("Block {}", t.block)), text(format!(" ({how}): the cell replaces {part}, computing ")), Inline::Code(t.tensor.clone())],
+        vec![Inline::Strong(unit), text(format!(" ({how}): the cell replaces {part}, computing ")), Inline::Code(t.tensor.clone())],
         vec![text("Genotype: "), Inline::Code(r.genotype_text.clone())],
         vec![text(format!(
             "Repair data: {} failures (D_fail), {} training images; {} search epochs, {} training epochs.",
@@ -179,6 +183,8 @@ fn repair_lines(r: &SearchReport) -> Vec<Vec<Inline>> {
 fn chosen_how(chosen_by: &str) -> String {
     match chosen_by {
         "given" => "given in the spec".to_string(),
+        "last" => "the last one, by `search.block: last`".to_string(),
+        random if random.starts_with("random") => format!("drawn at {random} by `search.block: random`"),
         other => {
             let method = other.strip_prefix("localize (").and_then(|m| m.strip_suffix(')')).unwrap_or(other);
             format!("chosen by {method} localization")

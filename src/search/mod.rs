@@ -10,6 +10,7 @@
 pub mod bilevel;
 pub mod cell;
 pub mod checkpoint;
+pub mod choice;
 pub mod data;
 pub mod genotype;
 pub mod metrics;
@@ -31,12 +32,13 @@ use crate::data::{Dataset, InputPlan};
 use crate::detect::detect;
 use crate::graph::Graph;
 use crate::localize::classifier::Classifier;
-use crate::localize::options::Granularity;
 use crate::localize::pixels::PixelInput;
 use crate::localize::{self, Failure};
 use crate::lower::{LoweredModel, Role};
 use crate::spec::Spec;
 use crate::Error;
+
+pub use choice::{choose, localize_top};
 
 use bilevel::{EpochLog, SearchLoop};
 use data::RepairData;
@@ -196,8 +198,8 @@ pub const FORMAT_VERSION: u32 = 1;
 pub fn check_early(graph: &Graph, model: &LoweredModel, plan: &InputPlan, spec: &Spec, model_path: &Path) -> Result<(), Error> {
     parse_ops(spec)?;
     pixel_input(plan, model, model_path)?;
-    if let options::BlockChoice::Id(id) = spec.search.block {
-        find_block(&detect(graph), id, model_path)?;
+    if let (BlockChoice::Id(id), Some((granularity, for_cell))) = (spec.search.block, choice::unit_kind(spec)) {
+        choice::given(graph, &detect(graph), spec, granularity, for_cell, id, model_path)?;
     }
     finite_weights(model, model_path)
 }
@@ -234,17 +236,6 @@ pub(crate) fn pixel_input(plan: &InputPlan, model: &LoweredModel, model_path: &P
     Ok(input)
 }
 
-fn find_block<'d>(detection: &'d crate::detect::Detection, id: usize, model_path: &Path) -> Result<&'d crate::detect::Block, Error> {
-    detection.blocks.iter().find(|b| b.id == id).ok_or_else(|| {
-        Error::Mismatch(format!(
-            "search.block: `{}` has no block {id}; it has {} (ids 0-{}), see `archrepair-onnx blocks`",
-            model_path.display(),
-            detection.blocks.len(),
-            detection.blocks.len().saturating_sub(1)
-        ))
-    })
-}
-
 pub fn search(request: &Request) -> Result<Outcome, Error> {
     let started = Instant::now();
     let spec = request.spec;
@@ -254,15 +245,13 @@ pub fn search(request: &Request) -> Result<Outcome, Error> {
     let input = pixel_input(request.plan, request.model, request.model_path)?;
     finite_weights(request.model, request.model_path)?;
 
-    // Which block.
+    // Which block (or layer).
     let chosen = match request.chosen {
         Some(chosen) => chosen.clone(),
-        None => choose_block(request)?,
+        None => choice::choose(request, s.granularity, true)?,
     };
-    let detection = detect(request.graph);
     let localize_seconds = started.elapsed().as_secs_f64();
-    let block = find_block(&detection, chosen.block, request.model_path)?;
-    let target = Target::new(request.graph, block, s.keep_shortcut).map_err(Error::Mismatch)?;
+    let target = choice::target(request.graph, &chosen, s.keep_shortcut, request.model_path)?;
     let splice = request.model.splice(&target.entry, &target.tensor).map_err(|source| Error::Lower { path: request.model_path.to_path_buf(), source })?;
     let shape = target.cell_shape(s.channels, s.nodes.max(1));
 
@@ -373,41 +362,6 @@ pub fn search(request: &Request) -> Result<Outcome, Error> {
         },
     };
     Ok(Outcome { report, genotype: searched.genotype, cell: cell_vs, layers, chosen, failures: collected.failures })
-}
-
-/// The block `search.block` names, or (`auto`) the top of the block-level localization.
-pub fn choose_block(request: &Request) -> Result<Chosen, Error> {
-    match request.spec.search.block {
-        BlockChoice::Id(block) => Ok(Chosen { block, chosen_by: "given".into(), ranking: Vec::new(), layer: None }),
-        BlockChoice::Auto => localize_top(request, Granularity::Block),
-    }
-}
-
-/// The top of the localization ranking at `granularity` (layers: every Conv/Gemm node).
-pub fn localize_top(request: &Request, granularity: Granularity) -> Result<Chosen, Error> {
-    let spec = request.spec;
-    let mut localize_spec = spec.localize.clone();
-    localize_spec.granularity = granularity;
-    let ranking = localize::localize(&localize::Request {
-        graph: request.graph,
-        model: request.model,
-        plan: request.plan,
-        data: request.eval,
-        collect: &spec.collect,
-        attack: &spec.attack,
-        localize: &localize_spec,
-        seed: spec.seed,
-        progress: request.progress,
-        model_path: request.model_path,
-    })?;
-    let top = ranking.units.first().ok_or_else(|| Error::Mismatch(format!("localization ranked no {granularity:?}").to_lowercase()))?;
-    let layer = (granularity == Granularity::Layer).then(|| top.unit.name.clone());
-    Ok(Chosen {
-        block: top.unit.id,
-        chosen_by: format!("localize ({})", localize_spec.method),
-        ranking: ranking.units.iter().map(|u| BlockScore { block: u.unit.id, rank: u.rank, score: u.score }).collect(),
-        layer,
-    })
 }
 
 /// The cell must produce exactly the replaced tensor's shape; checked once on a dummy batch

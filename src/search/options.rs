@@ -7,12 +7,20 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-/// Which block to replace: one by id, or the top of the localization ranking.
+use crate::localize::options::Granularity;
+
+/// Which block (or layer, at `search.granularity: layer`) to replace: the top of the
+/// localization ranking, one by id, or, for the paper's ablation of the localization, a seeded
+/// random one or the last one.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum BlockChoice {
     #[default]
     Auto,
     Id(usize),
+    /// Uniformly among the replaceable units, drawn with the spec's seed.
+    Random,
+    /// The replaceable unit nearest the output.
+    Last,
 }
 
 impl FromStr for BlockChoice {
@@ -20,7 +28,9 @@ impl FromStr for BlockChoice {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "auto" => Ok(BlockChoice::Auto),
-            id => id.parse().map(BlockChoice::Id).map_err(|_| format!("block `{id}`: expected a block id (see `archrepair-onnx blocks`) or `auto`")),
+            "random" => Ok(BlockChoice::Random),
+            "last" => Ok(BlockChoice::Last),
+            id => id.parse().map(BlockChoice::Id).map_err(|_| format!("block `{id}`: expected a block id (see `archrepair-onnx blocks`), `auto`, `random` or `last`")),
         }
     }
 }
@@ -29,6 +39,8 @@ impl fmt::Display for BlockChoice {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BlockChoice::Auto => f.write_str("auto"),
+            BlockChoice::Random => f.write_str("random"),
+            BlockChoice::Last => f.write_str("last"),
             BlockChoice::Id(id) => write!(f, "{id}"),
         }
     }
@@ -49,7 +61,8 @@ impl<'de> Deserialize<'de> for BlockChoice {
     }
 }
 
-/// Mirrors the `Deserialize` above: `auto`, or a block id as a number or as a string of digits.
+/// Mirrors the `Deserialize` above: `auto`, `random`, `last`, or a block id as a number or as a
+/// string of digits.
 impl schemars::JsonSchema for BlockChoice {
     fn schema_name() -> std::borrow::Cow<'static, str> {
         "BlockChoice".into()
@@ -58,7 +71,7 @@ impl schemars::JsonSchema for BlockChoice {
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         schemars::json_schema!({
             "anyOf": [
-                { "const": "auto" },
+                { "enum": ["auto", "random", "last"] },
                 { "type": "integer", "minimum": 0 },
                 { "type": "string", "pattern": "^\\+?[0-9]+$" }
             ]
@@ -76,8 +89,8 @@ fn ops_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
 impl Serialize for BlockChoice {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
-            BlockChoice::Auto => s.serialize_str("auto"),
             BlockChoice::Id(id) => s.serialize_u64(*id as u64),
+            other => s.serialize_str(&other.to_string()),
         }
     }
 }
@@ -107,9 +120,13 @@ impl FromStr for Order {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct SearchSpec {
-    /// Which block to replace: `auto` (the top of the localization ranking) or a block id (see
-    /// `archrepair-onnx blocks`).
+    /// Which block to replace: `auto` (the top of the localization ranking), a block id (see
+    /// `archrepair-onnx blocks`), `random` (seeded) or `last`; at `granularity: layer`, the ids
+    /// number the layers.
     pub block: BlockChoice,
+    /// What the cell replaces: a detected `block` (default), or one Conv `layer` (the paper's
+    /// block-vs-layer ablation; the localization then ranks layers).
+    pub granularity: Granularity,
     /// Candidate operations on every edge (names in docs/search.md).
     #[schemars(schema_with = "ops_schema")]
     pub ops: Vec<String>,
@@ -153,6 +170,7 @@ impl Default for SearchSpec {
     fn default() -> Self {
         SearchSpec {
             block: BlockChoice::Auto,
+            granularity: Granularity::Block,
             ops: crate::search::ops::OpKind::ALL.iter().map(|o| o.name().to_string()).collect(),
             nodes: 4,
             channels: None,

@@ -60,6 +60,15 @@ fn the_quick_bench_runs_every_cell_then_skips_them_and_reruns_a_cell_whose_profi
             let v: f64 = row[column(key)].parse().unwrap_or_else(|_| panic!("{key} = `{}` is not a number", row[column(key)]));
             assert!(v.is_finite() && v >= 0.0, "{key} = {v}");
         }
+        // What each method changed: ArchRepair and finetune-block a localized block,
+        // finetune-layer a layer; the others localize nothing.
+        let expected = match row[column("method")] {
+            "archrepair" | "finetune-block" => "block ",
+            "finetune-layer" => "layer ",
+            _ => "",
+        };
+        let repaired = row[column("repaired")];
+        assert!(if expected.is_empty() { repaired.is_empty() } else { repaired.starts_with(expected) && repaired[expected.len()..].parse::<usize>().is_ok() }, "repaired `{repaired}` in {row:?}");
         if row[column("scenario")] == "gaussian_noise-3" {
             for key in ["clean_accuracy_after", "corruption_accuracy_after", "contrast_after"] {
                 assert!(row[column(key)].parse::<f64>().is_ok(), "{key} missing in {row:?}");

@@ -15,7 +15,8 @@ use archrepair_onnx::search::net::SplicedNet;
 use archrepair_onnx::search::ops::OpKind;
 use archrepair_onnx::search::options::BlockChoice;
 use archrepair_onnx::search::target::Target;
-use archrepair_onnx::search::{search, Outcome, Request};
+use archrepair_onnx::localize::options::Granularity;
+use archrepair_onnx::search::{choose, search, Outcome, Request};
 use archrepair_onnx::localize::classifier::Classifier;
 use archrepair_onnx::localize::pixels::PixelInput;
 use archrepair_onnx::spec::Spec;
@@ -141,6 +142,24 @@ fn fixture() -> Fixture {
     Fixture { model: LoadedModel::open(&subject()).unwrap(), eval: fashion_mnist(Split::Test, 400), train: fashion_mnist(Split::Train, 400) }
 }
 
+/// The search request of the fixture, without a checkpoint.
+fn request<'a>(f: &'a Fixture, lowered: &'a archrepair_onnx::lower::LoweredModel, plan: &'a archrepair_onnx::data::InputPlan, spec: &'a Spec, model_path: &'a Path) -> Request<'a> {
+    Request {
+        graph: &f.model.graph,
+        model: lowered,
+        plan,
+        eval: &f.eval,
+        train: &f.train,
+        extra: &[],
+        spec,
+        progress: false,
+        model_path,
+        checkpoint: None,
+        resume: false,
+        chosen: None,
+    }
+}
+
 fn run_search(f: &Fixture, spec: &Spec, checkpoint: Option<&Path>, resume: bool) -> (Outcome, Vec<(String, Tensor)>, Vec<(String, Tensor)>) {
     let lowered = f.model.lower(Device::Cpu).unwrap();
     let plan = input_plan(&f.model, &spec.input, &f.eval).unwrap();
@@ -148,25 +167,58 @@ fn run_search(f: &Fixture, spec: &Spec, checkpoint: Option<&Path>, resume: bool)
         lowered.weights().iter().map(|w| (w.onnx_name.clone(), w.tensor.detach().copy())).collect()
     };
     let before = state(&lowered);
-    let outcome = search(&Request {
-        graph: &f.model.graph,
-        model: &lowered,
-        plan: &plan,
-        eval: &f.eval,
-        train: &f.train,
-        extra: &[],
-        spec,
-        progress: false,
-        model_path: &subject(),
-        checkpoint: checkpoint.map(Path::to_path_buf),
-        resume,
-        chosen: None,
-    })
-    .unwrap();
+    let model_path = subject();
+    let outcome = search(&Request { checkpoint: checkpoint.map(Path::to_path_buf), resume, ..request(f, &lowered, &plan, spec, &model_path) }).unwrap();
     for w in lowered.weights() {
         assert!(!w.tensor.grad().defined(), "`{}` has a .grad after the search", w.onnx_name);
     }
     (outcome, before, state(&lowered))
+}
+
+#[test]
+fn search_block_takes_random_last_and_layer_ids_and_a_layer_cell_replaces_one_conv() {
+    let f = fixture();
+    let detection = detect(&f.model.graph);
+    let lowered = f.model.lower(Device::Cpu).unwrap();
+    let chosen = |block: BlockChoice, granularity: Granularity, seed: u64, for_cell: bool| {
+        let mut spec = tiny_spec(seed);
+        spec.search.block = block;
+        let plan = input_plan(&f.model, &spec.input, &f.eval).unwrap();
+        choose(&request(&f, &lowered, &plan, &spec, &subject()), granularity, for_cell)
+    };
+    // `last`: the last detected block; at layer granularity the last Conv, since the Gemm head
+    // is not a C x H x W convolution, unless any layer will do (the weight-only baselines).
+    let last_block = chosen(BlockChoice::Last, Granularity::Block, 0, true).unwrap();
+    assert_eq!((last_block.block, last_block.layer.as_deref(), last_block.chosen_by.as_str()), (detection.blocks.last().unwrap().id, None, "last"));
+    let gemm = detection.layers.last().unwrap();
+    let last_conv = detection.layers.iter().rfind(|l| l.op_type == "Conv").unwrap();
+    assert_eq!(gemm.op_type, "Gemm");
+    assert_eq!(chosen(BlockChoice::Last, Granularity::Layer, 0, true).unwrap().layer.as_deref(), Some(last_conv.node.as_str()));
+    assert_eq!(chosen(BlockChoice::Last, Granularity::Layer, 0, false).unwrap().layer.as_deref(), Some(gemm.node.as_str()));
+    assert!(Target::layer(gemm).unwrap_err().contains("granularity: block"));
+    // `random`: seeded (same seed, same unit), not constant across seeds, never the Gemm.
+    let picks: Vec<usize> = (0..8).map(|seed| chosen(BlockChoice::Random, Granularity::Layer, seed, true).unwrap().block).collect();
+    assert_eq!(picks[3], chosen(BlockChoice::Random, Granularity::Layer, 3, true).unwrap().block);
+    assert!(picks.iter().collect::<BTreeSet<_>>().len() >= 3, "{picks:?}");
+    assert!(picks.iter().all(|&id| detection.layers[id].op_type == "Conv"), "{picks:?}");
+    // A layer id names that layer; one past the end is refused with the count.
+    let given = chosen(BlockChoice::Id(3), Granularity::Layer, 0, true).unwrap();
+    assert_eq!((given.layer.as_deref(), given.chosen_by.as_str()), (Some(detection.layers[3].node.as_str()), "given"));
+    let missing = chosen(BlockChoice::Id(detection.layers.len()), Granularity::Layer, 0, true).unwrap_err().to_string();
+    assert!(missing.contains("has no layer") && missing.contains(&format!("ids 0-{}", detection.layers.len() - 1)), "{missing}");
+
+    // The search at layer granularity: the cell computes the last conv's output from its input,
+    // and the backbone stays bit-identical.
+    let mut spec = tiny_spec(0);
+    (spec.search.block, spec.search.granularity) = (BlockChoice::Last, Granularity::Layer);
+    let (outcome, before, after) = run_search(&f, &spec, None, false);
+    let target = &outcome.report.target;
+    assert_eq!((target.layer.as_deref(), target.entry.as_str(), target.tensor.as_str()), (Some(last_conv.node.as_str()), last_conv.input.as_str(), last_conv.output.as_str()));
+    assert_eq!((target.block, target.keeps_shortcut, target.output_shape.clone()), (last_conv.id, false, last_conv.output_shape.clone().unwrap()));
+    for ((name, b), (_, a)) in before.iter().zip(&after) {
+        assert!(b.equal(a), "backbone tensor `{name}` changed");
+    }
+    assert!(outcome.report.metrics.evaluated == 400 && outcome.report.alpha_max_change > 0.0);
 }
 
 #[test]

@@ -160,7 +160,7 @@ fn mode(dir: &Path, text: &str, force: bool) -> Mode {
 /// Runs one cell; returns its row and whether the bench must stop (interrupted).
 fn run_cell(plan: &Plan, cell: &Cell, text: &str, out: &Path, options: &BenchOptions, prefix: &str) -> Result<(Row, bool), Error> {
     let dir = out.join(plan.cell_name(cell));
-    let key = CellKey { subject: plan.subjects[cell.subject].name.clone(), scenario: plan.scenarios[cell.scenario].name().into(), method: cell.method.to_string(), seed: cell.seed };
+    let key = CellKey { subject: plan.subjects[cell.subject].name.clone(), scenario: plan.scenarios[cell.scenario].name().into(), method: plan.methods[cell.method].name.clone(), seed: cell.seed };
     let mut mode = mode(&dir, text, options.force);
     if mode == Mode::Skip {
         let report = finished_report(&dir).unwrap_or_default();

@@ -31,7 +31,7 @@ pub struct BenchFile {
     pub version: u32,
     pub subjects: Vec<SubjectEntry>,
     pub scenarios: Vec<ScenarioEntry>,
-    pub methods: Vec<Method>,
+    pub methods: Vec<MethodEntry>,
     pub seeds: Vec<u64>,
     /// The corruptions a corruption scenario also measures (besides clean); default: the
     /// corruptions of every corruption scenario.
@@ -60,6 +60,45 @@ pub struct ScenarioEntry {
     pub corruption: Option<String>,
     #[serde(default)]
     pub severity: Option<u8>,
+}
+
+/// `methods[]`: a method's name, or a variant of a method (a name of its own and spec keys
+/// deep-merged over its cells' specs after the profile), e.g. ArchRepair on the last block for
+/// the paper's ablation of the localization.
+#[derive(Debug, Clone)]
+pub enum MethodEntry {
+    Method(Method),
+    Variant(Variant),
+}
+
+/// By hand rather than `untagged`, so that a misspelt method keeps serde's message naming the
+/// known methods.
+impl<'de> Deserialize<'de> for MethodEntry {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error as _;
+        match Value::deserialize(d)? {
+            value @ Value::Mapping(_) => serde_norway::from_value(value).map(MethodEntry::Variant).map_err(D::Error::custom),
+            value => serde_norway::from_value(value).map(MethodEntry::Method).map_err(D::Error::custom),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Variant {
+    pub name: String,
+    pub method: Method,
+    #[serde(default)]
+    pub spec: Option<Value>,
+}
+
+/// A checked method entry: the cells' folder and table name, the method, its overlay.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MethodRun {
+    pub name: String,
+    pub method: Method,
+    /// Merged after the profile (a mapping; empty for a plain method).
+    pub overlay: Value,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -126,7 +165,7 @@ pub struct Plan {
     pub file: PathBuf,
     pub subjects: Vec<Subject>,
     pub scenarios: Vec<Scenario>,
-    pub methods: Vec<Method>,
+    pub methods: Vec<MethodRun>,
     pub seeds: Vec<u64>,
     pub evaluate_corruptions: Vec<Corruption>,
     pub profile: Profile,
@@ -137,7 +176,8 @@ pub struct Plan {
 pub struct Cell {
     pub subject: usize,
     pub scenario: usize,
-    pub method: Method,
+    /// Index into [`Plan::methods`].
+    pub method: usize,
     pub seed: u64,
 }
 
@@ -196,12 +236,27 @@ impl Plan {
                 (ScenarioKind::Corruption, _, _) => return Err(at(format!("scenarios[{i}]"), "kind: corruption needs `corruption` (a name from docs/corruptions.md) and `severity` (1-5)".into())),
             });
         }
-        let mut methods = Vec::new();
-        for m in &b.methods {
-            if methods.contains(m) {
-                return Err(at("methods".into(), format!("`{m}` appears twice")));
+        let mut methods: Vec<MethodRun> = Vec::new();
+        for (i, entry) in b.methods.iter().enumerate() {
+            let run = match entry {
+                MethodEntry::Method(m) => MethodRun { name: m.to_string(), method: *m, overlay: Value::Mapping(Default::default()) },
+                MethodEntry::Variant(v) => {
+                    check_name(&v.name).map_err(|e| at(format!("methods[{i}].name"), e))?;
+                    let overlay = match &v.spec {
+                        None | Some(Value::Null) => Value::Mapping(Default::default()),
+                        Some(Value::Mapping(map)) if map.contains_key("method") || map.contains_key("seed") => {
+                            return Err(at(format!("methods[{i}].spec"), "sets `method` or `seed`; give the variant's method as its `method` key and the seeds in `seeds`".into()))
+                        }
+                        Some(map @ Value::Mapping(_)) => map.clone(),
+                        Some(_) => return Err(at(format!("methods[{i}].spec"), "must be a mapping of spec keys (e.g. `search: {block: last}`)".into())),
+                    };
+                    MethodRun { name: v.name.clone(), method: v.method, overlay }
+                }
+            };
+            if methods.iter().any(|m| m.name == run.name) {
+                return Err(at(format!("methods[{i}]"), format!("`{}` appears twice; give a variant a `name` of its own", run.name)));
             }
-            methods.push(*m);
+            methods.push(run);
         }
         let mut seeds = Vec::new();
         for s in &b.seeds {
@@ -223,9 +278,12 @@ impl Plan {
         };
         let profile = Profile::from_overlay(name, overlay).map_err(|e| at(format!("profiles.{name}"), e))?;
         let plan = Plan { file: file.to_path_buf(), subjects, scenarios, methods, seeds, evaluate_corruptions, profile };
-        // The overlay must give a valid spec for every subject (its keys are spec keys).
+        // The overlays must give a valid spec for every subject (their keys are spec keys).
         for subject in &plan.subjects {
-            compose(&subject.spec, &plan.profile.overlay).map_err(|e| at(format!("profiles.{name}"), format!("merged over `{}`: {e}", subject.spec_path.display())))?;
+            compose(&subject.spec, &[&plan.profile.overlay]).map_err(|e| at(format!("profiles.{name}"), format!("merged over `{}`: {e}", subject.spec_path.display())))?;
+            for (i, m) in plan.methods.iter().enumerate() {
+                compose(&subject.spec, &[&plan.profile.overlay, &m.overlay]).map_err(|e| at(format!("methods[{i}].spec"), format!("merged over `{}`: {e}", subject.spec_path.display())))?;
+            }
         }
         Ok(plan)
     }
@@ -235,7 +293,7 @@ impl Plan {
         let mut cells = Vec::new();
         for subject in 0..self.subjects.len() {
             for scenario in 0..self.scenarios.len() {
-                for &method in &self.methods {
+                for method in 0..self.methods.len() {
                     for &seed in &self.seeds {
                         cells.push(Cell { subject, scenario, method, seed });
                     }
@@ -247,7 +305,7 @@ impl Plan {
 
     /// `subject/scenario/method/seed<k>`: the cell's name and its folder under the output.
     pub fn cell_name(&self, cell: &Cell) -> String {
-        format!("{}/{}/{}/seed{}", self.subjects[cell.subject].name, self.scenarios[cell.scenario].name(), cell.method, cell.seed)
+        format!("{}/{}/{}/seed{}", self.subjects[cell.subject].name, self.scenarios[cell.scenario].name(), self.methods[cell.method].name, cell.seed)
     }
 }
 
@@ -307,10 +365,12 @@ pub fn deep_merge(base: &mut Value, overlay: &Value) {
     }
 }
 
-/// `spec` with `overlay` merged over it, as YAML text that [`Spec::from_yaml`] accepts.
-pub fn compose(spec: &Spec, overlay: &Value) -> Result<String, String> {
+/// `spec` with `overlays` merged over it in turn, as YAML text that [`Spec::from_yaml`] accepts.
+pub fn compose(spec: &Spec, overlays: &[&Value]) -> Result<String, String> {
     let mut value = serde_norway::to_value(spec).map_err(|e| e.to_string())?;
-    deep_merge(&mut value, overlay);
+    for overlay in overlays {
+        deep_merge(&mut value, overlay);
+    }
     let text = serde_norway::to_string(&value).map_err(|e| e.to_string())?;
     Spec::from_yaml(&text)?;
     Ok(text)
@@ -329,7 +389,7 @@ impl Plan {
     pub fn cell_spec(&self, cell: &Cell, corrupted: Option<&CorruptedData>) -> Result<Spec, Error> {
         let subject = &self.subjects[cell.subject];
         let mut spec = subject.spec.clone();
-        spec.method = cell.method;
+        spec.method = self.methods[cell.method].method;
         spec.seed = cell.seed;
         if let Scenario::Corruption { name, corruption, .. } = &self.scenarios[cell.scenario] {
             let corrupted = corrupted.ok_or_else(|| Error::Mismatch(format!("scenario `{name}`: no corrupted data was prepared")))?;
@@ -347,10 +407,11 @@ impl Plan {
     }
 
     /// The bytes of the cell's spec.yaml: a header naming the cell, profile and limit (so a
-    /// changed limit changes the file), then the merged spec.
+    /// changed limit changes the file), then the spec with the profile and the method
+    /// variant's overlay merged over it.
     pub fn cell_spec_text(&self, cell: &Cell, corrupted: Option<&CorruptedData>) -> Result<String, Error> {
         let spec = self.cell_spec(cell, corrupted)?;
-        let yaml = compose(&spec, &self.profile.overlay).map_err(|e| Error::Mismatch(format!("the spec of cell {}: {e}", self.cell_name(cell))))?;
+        let yaml = compose(&spec, &[&self.profile.overlay, &self.methods[cell.method].overlay]).map_err(|e| Error::Mismatch(format!("the spec of cell {}: {e}", self.cell_name(cell))))?;
         let limit = self.profile.limit.map_or("none".to_string(), |l| l.to_string());
         Ok(format!(
             "# archrepair-onnx bench cell {} (profile {}, limit {limit}).\n# Written by `archrepair-onnx bench`: the cell reruns when this file would change.\n{yaml}",
@@ -382,11 +443,11 @@ mod tests {
     #[test]
     fn compose_overlays_the_spec_and_refuses_unknown_keys() {
         let spec = Spec::from_yaml("version: 1\nseed: 4\nsearch: {epochs: 5, train_images: 100}\ndata: {path: /d, split: test}\n").unwrap();
-        let text = compose(&spec, &yaml("search: {epochs: 1}\ncollect: {failures: 50}\n")).unwrap();
+        let text = compose(&spec, &[&yaml("search: {epochs: 1}\ncollect: {failures: 50}\n")]).unwrap();
         let merged = Spec::from_yaml(&text).unwrap();
         assert_eq!((merged.search.epochs, merged.search.train_images, merged.collect.failures, merged.seed), (1, Some(100), 50, 4));
         assert_eq!(merged.data, spec.data);
-        let bad = compose(&spec, &yaml("search: {epoch: 1}\n")).unwrap_err();
+        let bad = compose(&spec, &[&yaml("search: {epoch: 1}\n")]).unwrap_err();
         assert!(bad.contains("epoch") && bad.contains("epochs"), "{bad}");
     }
 
@@ -395,6 +456,7 @@ mod tests {
         let subject = |name: &str| Subject { name: name.into(), model: "/m.onnx".into(), spec_path: "/s.yaml".into(), spec: spec.clone() };
         let evaluate_corruptions = vec![Corruption::GaussianNoise, Corruption::Fog];
         let profile = Profile::from_overlay("quick", yaml("limit: 300\ntrain: {epochs: 1}\n")).unwrap();
+        let methods = methods.into_iter().map(|method| MethodRun { name: method.to_string(), method, overlay: yaml("{}") }).collect();
         Plan { file: "/b.yaml".into(), subjects: vec![subject("a"), subject("b")], scenarios, methods, seeds, evaluate_corruptions, profile }
     }
 
@@ -433,12 +495,12 @@ mod tests {
     fn the_committed_bench_files_load_and_every_cell_spec_parses() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let corrupted = CorruptedData { dir: "/c/s3".into(), count: 10 };
-        for (file, quick, cells) in [("bench/bench.yaml", false, 270), ("bench/bench.yaml", true, 270), ("fixtures/bench/quick.yaml", true, 24), ("bench/compare.yaml", true, 24), ("bench/compare-medium.yaml", false, 12)] {
+        for (file, quick, cells) in [("bench/bench.yaml", false, 270), ("bench/bench.yaml", true, 270), ("fixtures/bench/quick.yaml", true, 24), ("bench/compare.yaml", true, 24), ("bench/compare-medium.yaml", false, 72), ("bench/ablation.yaml", false, 20)] {
             let plan = Plan::load(&root.join(file), quick).unwrap_or_else(|e| panic!("{file}: {e}"));
             assert_eq!(plan.cells().len(), cells, "{file}");
             for cell in plan.cells() {
                 let spec = Spec::from_yaml(&plan.cell_spec_text(&cell, Some(&corrupted)).unwrap()).unwrap();
-                assert_eq!((spec.method, spec.seed), (cell.method, cell.seed));
+                assert_eq!((spec.method, spec.seed), (plan.methods[cell.method].method, cell.seed));
                 if plan.subjects[cell.subject].name == "fashion_mnist_resnet18_32" {
                     assert_eq!(spec.input.fit, Some(crate::data::Fit::Pad));
                 }
@@ -449,6 +511,41 @@ mod tests {
         let mnist = full.subjects.iter().find(|s| s.name == "mnist_resnet20").unwrap();
         assert!(mnist.data().path.ends_with(".data/mnist"), "{:?}", mnist.data().path);
         assert_eq!(Plan::load(&root.join("bench/bench.yaml"), true).unwrap().profile.limit, Some(2000));
+    }
+
+    #[test]
+    fn a_method_variant_is_its_own_cell_with_its_overlay_merged_after_the_profile() {
+        let text = "version: 1\nsubjects: []\nscenarios: []\nseeds: [1]\nmethods:\n  - archrepair\n  - {name: archrepair-last, method: archrepair, spec: {search: {block: last}, train: {epochs: 3}}}\n";
+        let file = BenchFile::from_yaml(text).unwrap();
+        let mut p = plan(vec![Scenario::Clean { name: "s1".into() }], vec![], vec![1]);
+        p.methods = file
+            .methods
+            .iter()
+            .map(|m| match m {
+                MethodEntry::Method(m) => MethodRun { name: m.to_string(), method: *m, overlay: yaml("{}") },
+                MethodEntry::Variant(v) => MethodRun { name: v.name.clone(), method: v.method, overlay: v.spec.clone().unwrap() },
+            })
+            .collect();
+        let cells = p.cells();
+        assert_eq!(cells.len(), 2 * 2);
+        assert_eq!(p.cell_name(&cells[1]), "a/s1/archrepair-last/seed1");
+        let plain = Spec::from_yaml(&p.cell_spec_text(&cells[0], None).unwrap()).unwrap();
+        let last = Spec::from_yaml(&p.cell_spec_text(&cells[1], None).unwrap()).unwrap();
+        assert_eq!((plain.search.block, plain.train.epochs), (crate::search::options::BlockChoice::Auto, 1), "the profile's train.epochs");
+        assert_eq!((last.method, last.search.block, last.train.epochs), (Method::Archrepair, crate::search::options::BlockChoice::Last, 3), "the variant wins over the profile");
+        // A variant's name is checked like a folder name, and may not repeat a method's.
+        let dir = std::env::temp_dir().join(format!("bench-variant-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        for (entry, key) in [("{name: a/b, method: archrepair}", "methods[1].name"), ("{name: archrepair, method: finetune-block}", "appears twice"), ("{name: x, method: archrepair, spec: {search: {blok: 1}}}", "blok"), ("{name: x, method: archrepair, spec: 3}", "methods[1].spec"), ("{name: x, method: archrepair, spec: {seed: 4}}", "give the variant's method")] {
+            let bench = format!("version: 1\nsubjects: []\nscenarios: []\nseeds: [1]\nmethods: [archrepair, {entry}]\n");
+            let file = dir.join("b.yaml");
+            std::fs::write(&file, bench.replace("subjects: []", "subjects: [{name: a, model: m.onnx, spec: s.yaml}]").replace("scenarios: []", "scenarios: [{name: c, kind: clean}]")).unwrap();
+            std::fs::write(dir.join("m.onnx"), b"").unwrap();
+            std::fs::write(dir.join("s.yaml"), "version: 1\ndata: {path: /d, split: test}\n").unwrap();
+            let err = Plan::load(&file, false).unwrap_err().to_string();
+            assert!(err.contains(key), "{entry}: {err}");
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

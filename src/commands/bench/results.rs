@@ -23,6 +23,9 @@ pub struct Row {
     pub outcome: String,
     /// `ran`, `resumed` or `skipped` (finished by an earlier bench run).
     pub status: String,
+    /// What the method changed, when it localizes: `block <id>` or `layer <id>` (ids as
+    /// `archrepair-onnx blocks` lists them); empty otherwise.
+    pub repaired: String,
     pub accuracy_before: f64,
     pub accuracy_after: f64,
     pub repair_rate: f64,
@@ -91,6 +94,9 @@ impl Row {
         let corrupted: Vec<&(String, f64, f64)> = sets.iter().filter(|s| s.0 != "clean").collect();
         let mean_of = |pick: fn(&(String, f64, f64)) -> f64| if corrupted.is_empty() { f64::NAN } else { corrupted.iter().map(|s| pick(s)).sum::<f64>() / corrupted.len() as f64 };
         let clean = sets.iter().find(|s| s.0 == "clean");
+        // ArchRepair's target, or the unit a weight-only baseline localized.
+        let unit = [&report["repair"]["target"], &report["baseline"]["chosen"]].into_iter().find(|u| u["block"].is_u64());
+        let repaired = unit.map_or(String::new(), |u| format!("{} {}", if u["layer"].is_string() { "layer" } else { "block" }, u["block"]));
         let mut seconds = Seconds::default();
         for stage in report["stages"].as_array().into_iter().flatten() {
             let t = stage["seconds"].as_f64().unwrap_or(0.0);
@@ -113,6 +119,7 @@ impl Row {
             seed: key.seed,
             outcome: report["outcome"].as_str().unwrap_or("failed").to_string(),
             status: status.to_string(),
+            repaired,
             accuracy_before: number(&e["accuracy_before"]),
             accuracy_after: number(&e["accuracy_after"]),
             repair_rate: number(&e["repair_rate"]),
@@ -192,7 +199,7 @@ fn set_names(rows: &[Row]) -> Vec<String> {
 pub fn csv(rows: &[Row]) -> String {
     let sets = set_names(rows);
     let mut header: Vec<String> = [
-        "subject", "scenario", "method", "seed", "outcome", "status", "accuracy_before", "accuracy_after", "repair_rate", "break_rate",
+        "subject", "scenario", "method", "seed", "outcome", "status", "repaired", "accuracy_before", "accuracy_after", "repair_rate", "break_rate",
         "corruption_accuracy_before", "corruption_accuracy_after", "clean_accuracy_before", "clean_accuracy_after",
     ]
     .map(String::from)
@@ -204,7 +211,7 @@ pub fn csv(rows: &[Row]) -> String {
     header.extend(["localize_s", "collect_s", "search_s", "train_s", "export_s", "validate_s", "measure_s", "total_s", "wall_s", "latency_before_ms", "latency_after_ms", "error"].map(String::from));
     let mut out = header.iter().map(|h| csv_field(h)).collect::<Vec<_>>().join(",") + "\n";
     for r in rows {
-        let mut fields: Vec<String> = vec![r.subject.clone(), r.scenario.clone(), r.method.clone(), r.seed.to_string(), r.outcome.clone(), r.status.clone()];
+        let mut fields: Vec<String> = vec![r.subject.clone(), r.scenario.clone(), r.method.clone(), r.seed.to_string(), r.outcome.clone(), r.status.clone(), r.repaired.clone()];
         for v in [r.accuracy_before, r.accuracy_after, r.repair_rate, r.break_rate, r.corruption_accuracy_before, r.corruption_accuracy_after, r.clean_accuracy_before, r.clean_accuracy_after] {
             fields.push(csv_number(v, 6));
         }
@@ -264,11 +271,11 @@ pub fn markdown(rows: &[Row], title: &str) -> String {
     let mut out = format!("# {}\n\nMean ± standard deviation over seeds (sample std, n − 1); accuracies by onnxruntime on the evaluation split minus D_fail. `seeds` counts the cells that finished.\n", md_text(title));
     for ((subject, scenario), methods) in groups(rows) {
         let corruption = methods.iter().flat_map(|(_, r)| r.iter()).any(|r| r.clean_accuracy_after.is_finite() || r.corruption_accuracy_after.is_finite());
-        let _ = write!(out, "\n## {} / {}\n\n| method | seeds | accuracy before | accuracy after | repair rate | break rate |", md_text(&subject), md_text(&scenario));
+        let _ = write!(out, "\n## {} / {}\n\n| method | seeds | repaired | accuracy before | accuracy after | repair rate | break rate |", md_text(&subject), md_text(&scenario));
         if corruption {
             out += " other corruptions after | clean after |";
         }
-        out += " total s |\n|---|---|---|---|---|---|";
+        out += " total s |\n|---|---|---|---|---|---|---|";
         if corruption {
             out += "---|---|";
         }
@@ -276,7 +283,15 @@ pub fn markdown(rows: &[Row], title: &str) -> String {
         for (method, cells) in &methods {
             let done: Vec<&&Row> = cells.iter().filter(|r| r.finished()).collect();
             let col = |f: fn(&Row) -> f64| percent(&stat(done.iter().map(|r| f(r))));
-            let _ = write!(out, "| {} | {}/{} | {} | {} | {} | {} |", md_text(method), done.len(), cells.len(), col(|r| r.accuracy_before), col(|r| r.accuracy_after), col(|r| r.repair_rate), col(|r| r.break_rate));
+            // The units repaired over the seeds, each once, in seed order.
+            let mut units: Vec<&str> = Vec::new();
+            for r in done.iter().filter(|r| !r.repaired.is_empty()) {
+                if !units.contains(&r.repaired.as_str()) {
+                    units.push(&r.repaired);
+                }
+            }
+            let units = if units.is_empty() { "-".to_string() } else { units.join(", ") };
+            let _ = write!(out, "| {} | {}/{} | {} | {} | {} | {} | {} |", md_text(method), done.len(), cells.len(), units, col(|r| r.accuracy_before), col(|r| r.accuracy_after), col(|r| r.repair_rate), col(|r| r.break_rate));
             if corruption {
                 let _ = write!(out, " {} | {} |", col(|r| r.corruption_accuracy_after), col(|r| r.clean_accuracy_after));
             }
@@ -327,6 +342,7 @@ mod tests {
     fn a_report_becomes_a_row_and_the_csv_has_its_numbers() {
         let report = serde_json::json!({
             "outcome": "gate_failed",
+            "repair": {"target": {"block": 5, "entry": "x"}},
             "stages": [{"stage": "load", "seconds": 1.0}, {"stage": "search", "seconds": 2.0}, {"stage": "repair", "seconds": 3.0}, {"stage": "measure", "seconds": 0.5}],
             "measured": {
                 "evaluation": {"accuracy_before": 0.9, "accuracy_after": 0.95, "repair_rate": 0.3, "break_rate": null},
@@ -338,12 +354,16 @@ mod tests {
         assert_eq!((row.outcome.as_str(), row.accuracy_after, row.clean_accuracy_after), ("gate_failed", 0.95, 0.85));
         assert!((row.corruption_accuracy_after - 0.4).abs() < 1e-12 && row.break_rate.is_nan());
         assert_eq!((row.seconds.search, row.seconds.total), (5.0, 6.5));
+        assert_eq!(row.repaired, "block 5");
+        let layer = serde_json::json!({"outcome": "passed", "baseline": {"chosen": {"block": 12, "layer": "conv7"}}});
+        assert_eq!(Row::from_report(&key(1), "ran", 1.0, &layer).repaired, "layer 12");
+        assert_eq!(Row::from_report(&key(1), "ran", 1.0, &serde_json::json!({"outcome": "passed", "baseline": {"chosen": null}})).repaired, "");
         let failed = Row::failed(&key(2), "ran", 1.0, "error: boom, \"badly\"".into());
         let text = csv(&[row, failed]);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines.len(), 3);
         assert!(lines[0].contains("clean_before,clean_after,fog_before,fog_after,contrast_before"), "{}", lines[0]);
-        assert!(lines[1].starts_with("fm,fog3,archrepair,1,gate_failed,ran,0.900000,0.950000,0.300000,,"), "{}", lines[1]);
+        assert!(lines[1].starts_with("fm,fog3,archrepair,1,gate_failed,ran,block 5,0.900000,0.950000,0.300000,,"), "{}", lines[1]);
         assert!(lines[2].ends_with(",\"error: boom, \"\"badly\"\"\""), "{}", lines[2]);
         assert_eq!(lines[1].split(',').count(), lines[0].split(',').count());
     }

@@ -25,7 +25,6 @@ use crate::interrupt;
 use crate::onnx::{load_model, save_model};
 use crate::report::{self, BlockSummary, OrtMeasures, Report, StageTime, Validation, Versions};
 use crate::baselines::{self, Method, WeightOutcome};
-use crate::localize::options::Granularity;
 use crate::search::{self, Chosen, Outcome};
 use crate::validate::ort_runner::ONNXRUNTIME_VERSION;
 use crate::validate::tract_runner::TRACT_VERSION;
@@ -123,10 +122,9 @@ pub fn repair(input: &Path, options: &RepairOptions) -> Result<(Report, Vec<Path
     } else {
         let started = Instant::now();
         let localize_request = request(&prepared, &lowered, input, &options.search, None);
-        let chosen = match method {
-            Method::FinetuneLayer => Some(search::localize_top(&localize_request, Granularity::Layer)?),
-            m if m.localizes() => Some(search::choose_block(&localize_request)?),
-            _ => None,
+        let chosen = match search::choice::unit_kind(spec) {
+            Some((granularity, for_cell)) => Some(search::choose(&localize_request, granularity, for_cell)?),
+            None => None,
         };
         write_json(&chosen, &dump.path(artifacts::LOCALIZE))?;
         let times = if chosen.is_some() { vec![StageTime::since("localize", started)] } else { Vec::new() };

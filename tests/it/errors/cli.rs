@@ -115,6 +115,24 @@ fn spec_block_out_of_range() {
 }
 
 #[test]
+fn spec_layer_out_of_range() {
+    let d = tmp();
+    let spec = spec(d.path(), "search: {block: 99, granularity: layer}\n");
+    run_writing_nothing(d.path(), &[s(&subject()), "out.onnx", "--spec", s(&spec)])
+        .refused(&["search.block:", "has no layer 99 (the ids number layers here); it has", "archrepair-onnx blocks"]);
+}
+
+#[test]
+fn spec_layer_not_replaceable_by_a_cell() {
+    // The subject's last layer is its Gemm head: ArchRepair's cell cannot replace it.
+    let d = tmp();
+    let last = archrepair_onnx::detect::detect(&archrepair_onnx::model::LoadedModel::open(&subject()).unwrap().graph).layers.len() - 1;
+    let spec = spec(d.path(), &format!("search: {{block: {last}, granularity: layer}}\n"));
+    run_writing_nothing(d.path(), &[s(&subject()), "out.onnx", "--spec", s(&spec)])
+        .refused(&[&format!("layer {last} ("), "Gemm): the search cell replaces a 2-D convolution", "`search.granularity: block`"]);
+}
+
+#[test]
 fn output_exists() {
     let d = tmp();
     let spec = spec(d.path(), "");
