@@ -20,6 +20,7 @@ use tch::Tensor;
 
 use crate::graph::Graph;
 use crate::localize::classifier::Classifier;
+use crate::localize::options::Granularity;
 use crate::localize::{self, Failure};
 use crate::lower::LoweredModel;
 use crate::search::data::RepairData;
@@ -62,9 +63,20 @@ impl Method {
         }
     }
 
+    /// The kind of unit the method changes, and whether a search cell replaces it: ArchRepair
+    /// works at `search_granularity`; None for the methods that do not localize.
+    pub fn unit(self, search_granularity: Granularity) -> Option<(Granularity, bool)> {
+        match self {
+            Method::Archrepair => Some((search_granularity, true)),
+            Method::FinetuneLayer => Some((Granularity::Layer, false)),
+            Method::FinetuneBlock => Some((Granularity::Block, false)),
+            Method::FinetuneNetwork | Method::Arachne | Method::Apricot => None,
+        }
+    }
+
     /// Whether the method needs the localization ranking (the block or layer it works on).
     pub fn localizes(self) -> bool {
-        matches!(self, Method::Archrepair | Method::FinetuneLayer | Method::FinetuneBlock)
+        self.unit(Granularity::Block).is_some()
     }
 }
 

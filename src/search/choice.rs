@@ -8,7 +8,6 @@ use std::path::Path;
 use rand::{Rng, SeedableRng};
 use rand_pcg::Pcg64;
 
-use crate::baselines::Method;
 use crate::detect::{detect, Detection};
 use crate::graph::Graph;
 use crate::localize;
@@ -23,12 +22,7 @@ use super::{BlockScore, Chosen, Request};
 /// The kind of unit the spec's method changes, and whether a search cell replaces it; None for
 /// the methods that do not localize.
 pub fn unit_kind(spec: &Spec) -> Option<(Granularity, bool)> {
-    match spec.method {
-        Method::Archrepair => Some((spec.search.granularity, true)),
-        Method::FinetuneLayer => Some((Granularity::Layer, false)),
-        Method::FinetuneBlock => Some((Granularity::Block, false)),
-        Method::FinetuneNetwork | Method::Arachne | Method::Apricot => None,
-    }
+    spec.method.unit(spec.search.granularity)
 }
 
 /// The unit that `search.block` names, at `granularity`; `for_cell`: only units the search

@@ -101,6 +101,26 @@ pub struct MethodRun {
     pub overlay: Value,
 }
 
+impl MethodRun {
+    /// The run of a `methods[]` entry; a refusal names the entry's key (`name`, `spec`).
+    pub fn checked(entry: &MethodEntry) -> Result<MethodRun, (&'static str, String)> {
+        let v = match entry {
+            MethodEntry::Method(m) => return Ok(MethodRun { name: m.to_string(), method: *m, overlay: Value::Mapping(Default::default()) }),
+            MethodEntry::Variant(v) => v,
+        };
+        check_name(&v.name).map_err(|e| ("name", e))?;
+        let overlay = match &v.spec {
+            None | Some(Value::Null) => Value::Mapping(Default::default()),
+            Some(Value::Mapping(map)) if map.contains_key("method") || map.contains_key("seed") => {
+                return Err(("spec", "sets `method` or `seed`; give the variant's method as its `method` key and the seeds in `seeds`".into()))
+            }
+            Some(map @ Value::Mapping(_)) => map.clone(),
+            Some(_) => return Err(("spec", "must be a mapping of spec keys (e.g. `search: {block: last}`)".into())),
+        };
+        Ok(MethodRun { name: v.name.clone(), method: v.method, overlay })
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ScenarioKind {
@@ -238,21 +258,7 @@ impl Plan {
         }
         let mut methods: Vec<MethodRun> = Vec::new();
         for (i, entry) in b.methods.iter().enumerate() {
-            let run = match entry {
-                MethodEntry::Method(m) => MethodRun { name: m.to_string(), method: *m, overlay: Value::Mapping(Default::default()) },
-                MethodEntry::Variant(v) => {
-                    check_name(&v.name).map_err(|e| at(format!("methods[{i}].name"), e))?;
-                    let overlay = match &v.spec {
-                        None | Some(Value::Null) => Value::Mapping(Default::default()),
-                        Some(Value::Mapping(map)) if map.contains_key("method") || map.contains_key("seed") => {
-                            return Err(at(format!("methods[{i}].spec"), "sets `method` or `seed`; give the variant's method as its `method` key and the seeds in `seeds`".into()))
-                        }
-                        Some(map @ Value::Mapping(_)) => map.clone(),
-                        Some(_) => return Err(at(format!("methods[{i}].spec"), "must be a mapping of spec keys (e.g. `search: {block: last}`)".into())),
-                    };
-                    MethodRun { name: v.name.clone(), method: v.method, overlay }
-                }
-            };
+            let run = MethodRun::checked(entry).map_err(|(key, e)| at(format!("methods[{i}].{key}"), e))?;
             if methods.iter().any(|m| m.name == run.name) {
                 return Err(at(format!("methods[{i}]"), format!("`{}` appears twice; give a variant a `name` of its own", run.name)));
             }
@@ -518,14 +524,7 @@ mod tests {
         let text = "version: 1\nsubjects: []\nscenarios: []\nseeds: [1]\nmethods:\n  - archrepair\n  - {name: archrepair-last, method: archrepair, spec: {search: {block: last}, train: {epochs: 3}}}\n";
         let file = BenchFile::from_yaml(text).unwrap();
         let mut p = plan(vec![Scenario::Clean { name: "s1".into() }], vec![], vec![1]);
-        p.methods = file
-            .methods
-            .iter()
-            .map(|m| match m {
-                MethodEntry::Method(m) => MethodRun { name: m.to_string(), method: *m, overlay: yaml("{}") },
-                MethodEntry::Variant(v) => MethodRun { name: v.name.clone(), method: v.method, overlay: v.spec.clone().unwrap() },
-            })
-            .collect();
+        p.methods = file.methods.iter().map(|m| MethodRun::checked(m).unwrap()).collect();
         let cells = p.cells();
         assert_eq!(cells.len(), 2 * 2);
         assert_eq!(p.cell_name(&cells[1]), "a/s1/archrepair-last/seed1");
