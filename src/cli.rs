@@ -305,7 +305,7 @@ impl SearchArgs {
 /// Flags overriding the spec's `seed`, `collect`, `attack` and `localize` keys.
 #[derive(Debug, Args)]
 pub struct LocalizeArgs {
-    /// Localizer: spectrum, gradient, activation or random (localize.method).
+    /// Localizer: spectrum, agreement, gradient, activation, drift, probe or random (localize.method).
     #[arg(long)]
     pub method: Option<Method>,
     /// Suspiciousness formula: ochiai, tarantula, dstar2 or dstar3 (localize.formula).
@@ -320,7 +320,7 @@ pub struct LocalizeArgs {
     /// Activation threshold above the reference level (localize.threshold).
     #[arg(long, allow_negative_numbers = true)]
     pub threshold: Option<f32>,
-    /// Also rank with every method and formula (localize.compare).
+    /// Also rank with every other method and formula but probe (localize.compare).
     #[arg(long)]
     pub compare: bool,
     /// Misclassified examples kept as D_fail (collect.failures).

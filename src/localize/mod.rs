@@ -6,12 +6,14 @@
 //! join the failing side: the "adversarial-aware" spectrum), **spectrum** (per neuron, activation
 //! counts on failing vs passing inputs weighted by per-example weight-gradient magnitudes; a
 //! formula scores each neuron; a unit scores the mean of its neurons), and the baselines
-//! (`gradient`, `activation`, `random`), our gradient `agreement` and our BatchNormalization
-//! `drift` (forward passes only) in the same interface.
+//! (`gradient`, `activation`, `random`), our gradient `agreement`, our BatchNormalization
+//! `drift` (forward passes only) and our `probe` (a short fine-tune of each unit, weights put
+//! back) in the same interface.
 //! Inputs are processed batch by batch and only per-neuron sums are kept, so memory does not
 //! grow with the number of inputs.
 //! The model is only read: eval mode throughout, gradients asked of autograd, never
-//! accumulated into the weights.
+//! accumulated into the weights; `probe` alone changes a unit's weights for its short
+//! fine-tune and copies them back bit for bit before the next unit.
 
 pub mod attack;
 pub mod baselines;
@@ -21,6 +23,7 @@ pub mod drift;
 pub mod observe;
 pub mod options;
 pub mod pixels;
+pub mod probe;
 pub mod ranking;
 pub mod spectrum;
 pub mod units;
@@ -133,6 +136,16 @@ pub fn localize(request: &Request) -> Result<Ranking, Error> {
     };
     let drift_seconds = drift_started.elapsed().as_secs_f64();
 
+    // `probe` trains, so it runs only when asked for (not in --compare).
+    let probe_started = Instant::now();
+    let probed = if spec.method == Method::Probe {
+        let probe = probe::Probe { classifier: &classifier, data: request.data, batch, steps: spec.probe_steps, lr: spec.probe_lr, seed: request.seed, progress: request.progress };
+        Some(probe.measure(request.graph, &probes, &collected).map_err(lower_error(request))?)
+    } else {
+        None
+    };
+    let probe_seconds = probe_started.elapsed().as_secs_f64();
+
     let infos: Vec<&UnitInfo> = probes.units.iter().map(|u| &u.info).collect();
     let scored = |method: Method, formula: Formula| -> Vec<f64> {
         match method {
@@ -140,6 +153,7 @@ pub fn localize(request: &Request) -> Result<Ranking, Error> {
             Method::Gradient => gradient.clone().unwrap_or_default(),
             Method::Agreement => agreement.clone().unwrap_or_default(),
             Method::Drift => drift.as_ref().map(|d| d.iter().map(|(score, _)| *score).collect()).unwrap_or_default(),
+            Method::Probe => probed.as_ref().map(|p| p.iter().map(|(score, _)| *score).collect()).unwrap_or_default(),
             Method::Random => baselines::random_scores(infos.len(), request.seed),
         }
     };
@@ -158,6 +172,7 @@ pub fn localize(request: &Request) -> Result<Ranking, Error> {
             evidence: (!columns.is_empty()).then(|| evidence(&spectrum, &columns[u])),
             mean_abs_gradient: (spec.method == Method::Gradient).then(|| scores[u]),
             drift: drift.as_ref().filter(|_| spec.method == Method::Drift).map(|d| d[u].1.clone()),
+            probe: probed.as_ref().and_then(|p| p[u].1.clone()),
         })
         .collect();
 
@@ -194,7 +209,7 @@ pub fn localize(request: &Request) -> Result<Ranking, Error> {
         passing_inputs: if needs_spectrum { spectrum.passing_inputs() } else { collected.passing.len() },
         units,
         comparison,
-        seconds: Timings { collect: collect_seconds, spectrum: spectrum_seconds, gradient: gradient_seconds, drift: drift_seconds, total: started.elapsed().as_secs_f64() },
+        seconds: Timings { collect: collect_seconds, spectrum: spectrum_seconds, gradient: gradient_seconds, drift: drift_seconds, probe: probe_seconds, total: started.elapsed().as_secs_f64() },
         version: env!("CARGO_PKG_VERSION").to_string(),
     })
 }
@@ -314,7 +329,7 @@ impl Inputs<'_> {
     }
 }
 
-fn labelled_batch(input: &PixelInput, data: &Dataset, indices: &[usize]) -> Result<(Tensor, Tensor, usize), Error> {
+pub(crate) fn labelled_batch(input: &PixelInput, data: &Dataset, indices: &[usize]) -> Result<(Tensor, Tensor, usize), Error> {
     let images: Vec<_> = indices.iter().map(|&i| data.image(i)).collect();
     let b = input.pixels(&images)?;
     let mut labels: Vec<i64> = indices.iter().map(|&i| data.labels[i]).collect();

@@ -71,6 +71,10 @@ pub struct LocalizeSpec {
     pub top_k: usize,
     /// Random failures the `gradient` baseline averages over (the paper's empirical study).
     pub gradient_failures: usize,
+    /// `probe` method: SGD steps each unit's weights take on the fit half.
+    pub probe_steps: usize,
+    /// `probe` method: their learning rate (momentum 0.9).
+    pub probe_lr: f64,
     /// Inputs per forward/backward batch (the model's own batch size when its input fixes one).
     pub batch: usize,
     /// Also rank with every other method and formula, for comparison (ranking.json `comparison`).
@@ -87,6 +91,8 @@ impl Default for LocalizeSpec {
             reference: Reference::Zero,
             top_k: 50,
             gradient_failures: 100,
+            probe_steps: 24,
+            probe_lr: 0.001,
             batch: 128,
             compare: false,
         }
@@ -107,6 +113,9 @@ pub enum Method {
     Activation,
     /// Where the BatchNormalization inputs' mean first drifts from the running statistics.
     Drift,
+    /// Which unit, fine-tuned alone for a few steps on half of D_fail and the passing sample,
+    /// classifies the other half best.
+    Probe,
     /// A seeded random order: the floor every localizer must beat.
     Random,
 }
@@ -166,7 +175,7 @@ macro_rules! name_traits {
     };
 }
 
-name_traits!(Method, "localization method", "spectrum, agreement, gradient, activation, drift, random");
+name_traits!(Method, "localization method", "spectrum, agreement, gradient, activation, drift, probe, random");
 name_traits!(Formula, "formula", "ochiai, tarantula, dstar2, dstar3");
 name_traits!(Granularity, "granularity", "block, layer");
 name_traits!(Reference, "reference", "zero, passing_mean");

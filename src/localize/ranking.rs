@@ -7,6 +7,7 @@ use serde::Serialize;
 
 use super::attack::Attack;
 use super::drift::NormalizationDrift;
+use super::probe::ProbeOutcome;
 use super::options::{Formula, Granularity, Method};
 use super::units::UnitInfo;
 
@@ -82,6 +83,9 @@ pub struct RankedUnit {
     /// `drift` method: the shift at each of the unit's BatchNormalizations.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub drift: Option<Vec<NormalizationDrift>>,
+    /// `probe` method: what fine-tuning the unit alone did to the check half.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probe: Option<ProbeOutcome>,
 }
 
 /// What the spectrum saw in one unit (means over its neurons).
@@ -120,6 +124,8 @@ pub struct Timings {
     pub gradient: f64,
     /// The drift localizer's forward passes.
     pub drift: f64,
+    /// The probe localizer's fine-tunes and checks.
+    pub probe: f64,
     pub total: f64,
 }
 
@@ -190,6 +196,13 @@ impl fmt::Display for Ranking {
                 writeln!(f, "  {:<18} {}: shift {:.3e}, upstream {:.3e}, ratio {:.3}", truncate(&u.unit.name, 18), d.node, d.shift, d.upstream_shift, d.ratio)?;
             }
         }
+        let probed: Vec<_> = self.units.iter().filter_map(|u| Some((u, u.probe.as_ref()?))).take(3).collect();
+        if !probed.is_empty() {
+            writeln!(f, "\nprobe (the first units, each fine-tuned alone, on the check half)")?;
+            for (u, p) in probed {
+                writeln!(f, "  {:<18} {} weights: {:.1}% of its failures repaired, {:.1}% of its passing inputs broken", truncate(&u.unit.name, 18), p.params, 100.0 * p.repaired, 100.0 * p.broken)?;
+            }
+        }
         if !self.comparison.is_empty() {
             writeln!(f, "\ncomparison (unit ids, most suspicious first)")?;
             for m in &self.comparison {
@@ -200,8 +213,8 @@ impl fmt::Display for Ranking {
         }
         write!(
             f,
-            "\ntime      collect {:.1} s, spectrum {:.1} s, gradient {:.1} s, drift {:.1} s, total {:.1} s",
-            self.seconds.collect, self.seconds.spectrum, self.seconds.gradient, self.seconds.drift, self.seconds.total
+            "\ntime      collect {:.1} s, spectrum {:.1} s, gradient {:.1} s, drift {:.1} s, probe {:.1} s, total {:.1} s",
+            self.seconds.collect, self.seconds.spectrum, self.seconds.gradient, self.seconds.drift, self.seconds.probe, self.seconds.total
         )
     }
 }

@@ -296,16 +296,30 @@ fn with_subject(count: usize, check: impl FnOnce(&Classifier, &Tensor, &Tensor))
     check(&classifier, &pixels, &Tensor::from_slice(&data.labels));
 }
 
-/// Every weight and buffer of the lowered model, copied.
-fn snapshot(model: &archrepair_onnx::lower::LoweredModel) -> Vec<Tensor> {
-    model.weights().iter().map(|w| w.tensor.detach().copy()).collect()
+/// Every weight and buffer of the lowered model, copied, with its `requires_grad` flag.
+fn snapshot(model: &archrepair_onnx::lower::LoweredModel) -> Vec<(Tensor, bool)> {
+    model.weights().iter().map(|w| (w.tensor.detach().copy(), w.tensor.requires_grad())).collect()
+}
+
+/// Every weight and buffer bit-identical to `before`, flags as they were, no gradient left.
+fn assert_unchanged(model: &archrepair_onnx::lower::LoweredModel, before: &[(Tensor, bool)]) {
+    for ((was, flag), w) in before.iter().zip(model.weights()) {
+        assert!(was.equal(&w.tensor.detach()), "`{}` changed", w.onnx_name);
+        assert_eq!(w.tensor.requires_grad(), *flag, "`{}`'s requires_grad", w.onnx_name);
+        assert!(!w.tensor.grad().defined(), "`{}` accumulated a gradient", w.onnx_name);
+    }
+}
+
+/// The Fashion-MNIST subject and its first `count` test images.
+fn subject_and_data(count: usize) -> (PathBuf, LoadedModel, Dataset) {
+    let path = subject();
+    let loaded = LoadedModel::open(&path).unwrap();
+    (path, loaded, fashion_mnist(count))
 }
 
 #[test]
 fn localization_is_stable_for_a_seed_and_leaves_the_model_unchanged() {
-    let data = fashion_mnist(400);
-    let path = subject();
-    let loaded = LoadedModel::open(&path).unwrap();
+    let (path, loaded, data) = subject_and_data(400);
     let plan = input_plan(&loaded, &InputSpec::default(), &data).unwrap();
     let lowered = loaded.lower(Device::Cpu).unwrap();
     let before = snapshot(&lowered);
@@ -334,11 +348,46 @@ fn localization_is_stable_for_a_seed_and_leaves_the_model_unchanged() {
     let other = localize(&request(8)).unwrap();
     assert_ne!(scores(&first), scores(&other), "another seed samples other passing inputs");
 
-    let after = snapshot(&lowered);
-    for ((b, a), w) in before.iter().zip(&after).zip(lowered.weights()) {
-        assert!(b.equal(a), "`{}` changed", w.onnx_name);
-        assert!(!w.tensor.grad().defined(), "`{}` accumulated a gradient", w.onnx_name);
+    assert_unchanged(&lowered, &before);
+}
+
+#[test]
+fn probe_fine_tunes_each_block_alone_then_puts_every_weight_back() {
+    let (path, loaded, data) = subject_and_data(400);
+    let plan = input_plan(&loaded, &InputSpec::default(), &data).unwrap();
+    let lowered = loaded.lower(Device::Cpu).unwrap();
+    let before = snapshot(&lowered);
+    let collect = CollectSpec { failures: 24, passing: Some(24) };
+    let attack = AttackSpec::default();
+    let probe = |steps, lr, seed| {
+        let spec = LocalizeSpec { method: Method::Probe, probe_steps: steps, probe_lr: lr, batch: 16, ..LocalizeSpec::default() };
+        let request = Request { graph: &loaded.graph, model: &lowered, plan: &plan, data: &data, collect: &collect, attack: &attack, localize: &spec, seed, progress: false, model_path: &path };
+        localize(&request).unwrap()
+    };
+    let scores = |r: &Ranking| r.units.iter().map(|u| (u.unit.id, u.score)).collect::<Vec<_>>();
+
+    // A rate too small to move a float32 weight: nothing changes, so every block scores the
+    // check half's accuracy before repair: its 12 failures wrong, its 12 passing inputs right.
+    let still = probe(2, 1e-30, 7);
+    assert_eq!(still.units.len(), 9);
+    for u in &still.units {
+        let p = u.probe.as_ref().unwrap();
+        assert_eq!((u.score, p.repaired, p.broken), (0.5, 0.0, 0.0), "{}", u.unit.name);
     }
+
+    // Real steps: the score is the check half's accuracy, repaired failures and kept passing
+    // inputs alike (12 of each), and some block repairs some failures.
+    let first = probe(6, 0.01, 7);
+    for u in &first.units {
+        let p = u.probe.as_ref().unwrap();
+        assert!(p.params > 0, "{}", u.unit.name);
+        assert!((u.score - (12.0 * p.repaired + 12.0 * (1.0 - p.broken)) / 24.0).abs() < 1e-12, "{}: {} vs {p:?}", u.unit.name, u.score);
+    }
+    assert!(first.units[0].probe.as_ref().unwrap().repaired > 0.0, "{first}");
+    assert!(first.seconds.probe > 0.0);
+    assert_eq!(scores(&first), scores(&probe(6, 0.01, 7)), "same seed, same halves and batches, same ranking");
+
+    assert_unchanged(&lowered, &before);
 }
 
 #[test]
@@ -450,6 +499,23 @@ fn localize_command_writes_the_ranking_and_never_overwrites_it_silently() {
     }
     let problems = crate::json_schema::violations(&schema, &drift);
     assert!(problems.is_empty(), "the drift ranking does not match the schema: {problems:#?}");
+
+    // `probe` adds each unit's fine-tune outcome, in the same schema.
+    let probe = Command::new(bin)
+        .arg("localize")
+        .arg(subject())
+        .arg("--spec")
+        .arg(repo_root().join("fixtures/specs/fashion_mnist_resnet20.yaml"))
+        .args(["--limit", "300", "--failures", "20", "--method", "probe", "--json", "--out"])
+        .arg(dir.path().join("probe"))
+        .output()
+        .unwrap();
+    assert!(probe.status.success(), "{}", String::from_utf8_lossy(&probe.stderr));
+    let probe: serde_json::Value = serde_json::from_slice(&probe.stdout).unwrap();
+    assert!(probe["units"].as_array().unwrap().iter().all(|u| u["probe"]["params"].as_i64().unwrap() > 0), "{probe}");
+    assert!(probe["seconds"]["probe"].as_f64().unwrap() > 0.0);
+    let problems = crate::json_schema::violations(&schema, &probe);
+    assert!(problems.is_empty(), "the probe ranking does not match the schema: {problems:#?}");
 
     let again = args(&[]);
     assert_eq!(again.status.code(), Some(2));

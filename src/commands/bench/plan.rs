@@ -501,7 +501,7 @@ mod tests {
     fn the_committed_bench_files_load_and_every_cell_spec_parses() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let corrupted = CorruptedData { dir: "/c/s3".into(), count: 10 };
-        for (file, quick, cells) in [("bench/bench.yaml", false, 270), ("bench/bench.yaml", true, 270), ("fixtures/bench/quick.yaml", true, 24), ("bench/compare.yaml", true, 24), ("bench/compare-medium.yaml", false, 72), ("bench/ablation.yaml", false, 40)] {
+        for (file, quick, cells) in [("bench/bench.yaml", false, 270), ("bench/bench.yaml", true, 270), ("fixtures/bench/quick.yaml", true, 24), ("bench/compare.yaml", true, 24), ("bench/compare-medium.yaml", false, 72), ("bench/ablation.yaml", false, 48), ("bench/resnet18.yaml", false, 24)] {
             let plan = Plan::load(&root.join(file), quick).unwrap_or_else(|e| panic!("{file}: {e}"));
             assert_eq!(plan.cells().len(), cells, "{file}");
             for cell in plan.cells() {

@@ -78,3 +78,15 @@ fn late_drift_without_batch_normalization() {
     assert!(!d.path().join("no_bn-localize").exists(), "nothing written");
 }
 
+
+#[test]
+fn late_probe_without_steps_or_failures_to_check() {
+    let d = tempfile::tempdir().unwrap();
+    let spec = d.path().join("probe.yaml");
+    std::fs::write(&spec, format!("version: 1\ndata: {{path: {FASHION_MNIST}}}\nlocalize: {{method: probe, probe_steps: 0}}\n")).unwrap();
+    run_in(d.path(), &["localize", s(&subject()), "--spec", s(&spec), "--limit", "50"]).refused(&["localize.probe_steps is 0", "at least one step", "defaults: 24 and 0.001"]);
+    // One failure cannot be split into a half to fit on and a half to check on.
+    std::fs::write(&spec, format!("version: 1\ndata: {{path: {FASHION_MNIST}}}\ncollect: {{failures: 1}}\nlocalize: {{method: probe}}\n")).unwrap();
+    run_in(d.path(), &["localize", s(&subject()), "--spec", s(&spec), "--limit", "50"]).refused(&["probe needs at least 2 failures", "D_fail has 1", "collect.failures"]);
+    assert!(!d.path().join("subject-localize").exists() && std::fs::read_dir(d.path()).unwrap().count() == 1, "nothing written but the spec");
+}
