@@ -24,7 +24,7 @@ use crate::search::optim::{clip_grad_norm, gradients, Sgd};
 use crate::search::train::accuracy;
 use crate::Error;
 
-use super::{Context, GradGuard};
+use super::{restore, snapshot, Context, GradGuard};
 
 /// `apricot`: the reduced models, the weight adaptation and the retraining after it. The
 /// optimiser's batch, momentum, weight decay and gradient clipping are `train`'s.
@@ -406,18 +406,6 @@ impl Fit {
 /// forward pass reads, so changing them in place changes the model.
 pub fn trainable(model: &LoweredModel) -> Vec<Tensor> {
     model.weights().iter().filter(|w| w.role == Role::Trainable).map(|w| w.tensor.shallow_clone()).collect()
-}
-
-fn snapshot(params: &[Tensor]) -> Vec<Tensor> {
-    params.iter().map(|t| t.detach().copy()).collect()
-}
-
-fn restore(params: &[Tensor], saved: &[Tensor]) {
-    tch::no_grad(|| {
-        for (t, s) in params.iter().zip(saved) {
-            let _ = t.shallow_clone().copy_(s);
-        }
-    });
 }
 
 /// The D_fail rows among the training rows (the held-out failures only choose the kept

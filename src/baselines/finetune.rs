@@ -15,7 +15,7 @@ use crate::search::options::TrainSpec;
 use crate::search::train::{Trainee, Trainer, TrainEpoch};
 use crate::Error;
 
-use super::{Context, GradGuard};
+use super::{trainable_read_by, Context, GradGuard};
 
 /// Which weights are fine-tuned.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -76,16 +76,7 @@ fn scope_weights(ctx: &Context, scope: &Scope) -> Result<Vec<String>, Error> {
         }
         Scope::Layer(node) => Some(vec![node.clone()]),
     };
-    let read: Option<Vec<&str>> = nodes.as_ref().map(|nodes| {
-        ctx.graph.nodes.iter().filter(|n| nodes.contains(&n.name)).flat_map(|n| n.inputs.iter().map(String::as_str)).collect()
-    });
-    let names: Vec<String> = ctx
-        .model
-        .weights()
-        .iter()
-        .filter(|w| w.role == Role::Trainable && read.as_ref().is_none_or(|read| read.contains(&w.onnx_name.as_str())))
-        .map(|w| w.onnx_name.clone())
-        .collect();
+    let names: Vec<String> = trainable_read_by(ctx.graph, ctx.model, nodes.as_deref()).iter().map(|w| w.onnx_name.clone()).collect();
     if names.is_empty() {
         return Err(Error::Mismatch(format!("{scope:?} of `{}` has no trainable weight (Conv, Gemm or BatchNormalization initializer) to fine-tune", ctx.model_path.display())));
     }

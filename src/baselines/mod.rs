@@ -22,7 +22,7 @@ use crate::graph::Graph;
 use crate::localize::classifier::Classifier;
 use crate::localize::options::Granularity;
 use crate::localize::{self, Failure};
-use crate::lower::LoweredModel;
+use crate::lower::{LoweredModel, Role, Weight};
 use crate::search::data::RepairData;
 use crate::search::{self, train, Chosen, RepairDataSummary};
 use crate::spec::Spec;
@@ -187,6 +187,27 @@ pub fn run(request: &search::Request, method: Method) -> Result<WeightOutcome, E
 
 fn to_json(log: impl Serialize) -> serde_json::Value {
     serde_json::to_value(log).unwrap_or_default()
+}
+
+/// The model's trainable weights (Role::Trainable, in model order) that `nodes` read, or all of
+/// them for None: what a block-, layer- or network-level fine-tune changes.
+pub(crate) fn trainable_read_by<'a>(graph: &Graph, model: &'a LoweredModel, nodes: Option<&[String]>) -> Vec<&'a Weight> {
+    let read: Option<Vec<&str>> = nodes.map(|nodes| graph.nodes.iter().filter(|n| nodes.contains(&n.name)).flat_map(|n| n.inputs.iter().map(String::as_str)).collect());
+    model.weights().iter().filter(|w| w.role == Role::Trainable && read.as_ref().is_none_or(|read| read.contains(&w.onnx_name.as_str()))).collect()
+}
+
+/// Detached copies of `params`, to put back with [`restore`].
+pub(crate) fn snapshot(params: &[Tensor]) -> Vec<Tensor> {
+    params.iter().map(|t| t.detach().copy()).collect()
+}
+
+/// Writes `saved` (from [`snapshot`]) back into `params` in place.
+pub(crate) fn restore(params: &[Tensor], saved: &[Tensor]) {
+    tch::no_grad(|| {
+        for (t, s) in params.iter().zip(saved) {
+            let _ = t.shallow_clone().copy_(s);
+        }
+    });
 }
 
 /// While alive: autograd differentiates `train` (the search may have frozen them) and not

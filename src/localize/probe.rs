@@ -22,18 +22,18 @@ use rand_pcg::Pcg64;
 use serde::Serialize;
 use tch::Tensor;
 
-use crate::baselines::GradGuard;
+use crate::baselines::{restore, snapshot, trainable_read_by, GradGuard};
 use crate::commands::progress::steps_bar;
 use crate::data::Dataset;
 use crate::graph::Graph;
-use crate::lower::Role;
+use crate::search::optim::Sgd;
 use crate::Error;
 
 use super::classifier::Classifier;
 use super::units::Probes;
 use super::{labelled_batch, Collected, Failure};
 
-/// Momentum of the probe's SGD steps (as the repair's training).
+/// Momentum of the probe's SGD steps (as the repair's training; no weight decay).
 const MOMENTUM: f64 = 0.9;
 
 /// What one unit's probe did (ranking.json `units[].probe`).
@@ -56,12 +56,6 @@ pub(crate) struct Probe<'a> {
     pub lr: f64,
     pub seed: u64,
     pub progress: bool,
-}
-
-/// A unit's trainable weights: its nodes' Role::Trainable initializers, in model order.
-fn unit_weights<'a>(classifier: &Classifier<'a>, graph: &Graph, nodes: &[String]) -> Vec<&'a Tensor> {
-    let read: Vec<&str> = graph.nodes.iter().filter(|n| nodes.contains(&n.name)).flat_map(|n| n.inputs.iter().map(String::as_str)).collect();
-    classifier.model.weights().iter().filter(|w| w.role == Role::Trainable && read.contains(&w.onnx_name.as_str())).map(|w| &w.tensor).collect()
 }
 
 impl Probe<'_> {
@@ -96,27 +90,17 @@ impl Probe<'_> {
         let mut out = Vec::with_capacity(probes.units.len());
         for unit in &probes.units {
             bar.set_message(format!("probe: {}", unit.info.name));
-            let weights = unit_weights(self.classifier, graph, &unit.info.nodes);
+            let weights: Vec<Tensor> = trainable_read_by(graph, self.classifier.model, Some(&unit.info.nodes)).iter().map(|w| w.tensor.shallow_clone()).collect();
             if weights.is_empty() {
                 out.push((f64::NAN, None));
                 bar.inc(self.steps as u64);
                 continue;
             }
-            let saved: Vec<Tensor> = tch::no_grad(|| {
-                weights
-                    .iter()
-                    .map(|w| {
-                        let mut copy = w.f_zeros_like()?;
-                        copy.f_copy_(w)?;
-                        Ok::<Tensor, tch::TchError>(copy)
-                    })
-                    .collect::<Result<_, _>>()
-            })?;
+            let saved = snapshot(&weights);
             let probed = self.fit(&weights, &schedule, &bar).and_then(|()| Ok((self.correct(&check_failures)?, self.correct(&check_passing)?)));
             // The weights go back whatever happened, before any error goes up.
-            let restored = tch::no_grad(|| weights.iter().zip(&saved).try_for_each(|(w, s)| w.f_detach()?.f_copy_(s)));
+            restore(&weights, &saved);
             let (repaired, kept) = probed?;
-            restored?;
             let total = (check_failures.len() + check_passing.len()) as f64;
             let outcome = ProbeOutcome {
                 params: weights.iter().map(|w| w.numel() as i64).sum(),
@@ -141,26 +125,15 @@ impl Probe<'_> {
     }
 
     /// `steps` SGD steps with momentum on `weights` alone, one batch of `schedule` each.
-    fn fit(&self, weights: &[&Tensor], schedule: &[Vec<usize>], bar: &indicatif::ProgressBar) -> Result<(), Failure> {
-        let trained: Vec<Tensor> = weights.iter().map(|w| w.shallow_clone()).collect();
-        let _grad = GradGuard::new(&trained, &[]);
-        let mut velocity: Vec<Option<Tensor>> = weights.iter().map(|_| None).collect();
+    fn fit(&self, weights: &[Tensor], schedule: &[Vec<usize>], bar: &indicatif::ProgressBar) -> Result<(), Failure> {
+        let _grad = GradGuard::new(weights, &[]);
+        let mut sgd = Sgd::new(weights.iter().map(Tensor::shallow_clone).collect(), MOMENTUM, 0.0);
         for batch in schedule {
             let (pixels, labels, real) = labelled_batch(self.classifier.input, self.data, batch)?;
             let output = self.classifier.forward(&pixels)?.f_narrow(0, 0, real as i64)?;
             let loss = self.classifier.loss(&output, &labels.f_narrow(0, 0, real as i64)?)?.f_div_scalar(real as f64)?;
             let gradients = Tensor::f_run_backward(&[&loss], weights, false, false)?;
-            tch::no_grad(|| {
-                for ((w, g), v) in weights.iter().zip(gradients).zip(&mut velocity) {
-                    let step = match v.take() {
-                        Some(v) => v.f_mul_scalar(MOMENTUM)?.f_add(&g)?,
-                        None => g,
-                    };
-                    let _ = w.f_detach()?.f_sub_(&step.f_mul_scalar(self.lr)?)?;
-                    *v = Some(step);
-                }
-                Ok::<(), tch::TchError>(())
-            })?;
+            sgd.step(&gradients, self.lr);
             crate::interrupt::check()?;
             bar.inc(1);
         }
