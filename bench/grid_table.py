@@ -1,7 +1,12 @@
-"""The comparison grid of bench/bench.yaml as one table, from the results.csv of the bench runs
-that measured it in pieces (docs/BENCHMARKS.md "The grid so far").
+"""The comparison grid of bench/bench.yaml as one table, from the results.csv of one or more
+bench runs (docs/BENCHMARKS.md "The grid").
 
-    python3 bench/grid_table.py out/bench-medium out/bench-resnet18-compare out/bench-corruptions
+    python3 bench/grid_table.py out/bench
+    python3 bench/grid_table.py [--variant NAME]... [--seeds 1,2] RUN...
+
+`--variant NAME` adds a column for a method variant of a bench file (e.g.
+`archrepair-drift-finetune`) and its gap to the best baseline; `--seeds` keeps those seeds only,
+so a variant run on fewer seeds is compared with the same seeds of the grid.
 
 Reads each folder's results.csv (or a results.csv path), keeps the six methods of the
 comparison (variants of the ablation are left out), and prints, per subject and scenario, the
@@ -47,14 +52,18 @@ def unchanged(row):
     return number(row["repair_rate"]) == 0 and number(row["break_rate"]) == 0
 
 
-def read(paths):
+def read(paths, methods, seeds):
     cells = {}
     for path in paths:
         path = Path(path)
         csv_path = path / "results.csv" if path.is_dir() else path
+        if not csv_path.is_file():
+            sys.exit(f"{csv_path}: no such file; pass a bench output folder (with results.csv) or a results.csv")
         with open(csv_path, newline="") as f:
             for row in csv.DictReader(f):
-                if row["method"] not in METHODS or row["outcome"] == "failed":
+                if row["method"] not in methods or row["outcome"] == "failed":
+                    continue
+                if seeds and int(row["seed"]) not in seeds:
                     continue
                 key = (row["subject"], row["scenario"], row["method"], int(row["seed"]))
                 if key in cells:
@@ -83,31 +92,57 @@ def shown(stats, undone, bold):
     return text
 
 
-def main(paths):
-    cells = read(paths)
+def gap_text(value, baselines):
+    return "n/a" if math.isnan(value) or not baselines else f"{100 * (value - max(baselines)):+.2f}"
+
+
+def main(paths, variants=(), seeds=()):
+    columns = METHODS + list(variants)
+    cells = read(paths, columns, set(seeds))
     groups = defaultdict(lambda: defaultdict(list))
     for (subject, scenario, method, _seed), (row, _) in sorted(cells.items()):
         groups[(subject, scenario)][method].append(row)
 
-    print("| subject | scenario | seeds | subject model | " + " | ".join(METHODS) + " | ArchRepair − best baseline | ArchRepair time / network's |")
-    print("|---|---|---|---|" + "---|" * len(METHODS) + "---|---|")
+    gaps = ["ArchRepair − best baseline"] + [f"{v} − best baseline" for v in variants]
+    print("| subject | scenario | seeds | subject model | " + " | ".join(columns + gaps) + " | ArchRepair time / network's |")
+    print("|---|---|---|---|" + "---|" * (len(columns) + len(gaps)) + "---|")
     for (subject, scenario), by_method in sorted(groups.items(), key=lambda g: (g[0][0], g[0][1] != "clean", g[0][1])):
-        stats = {m: mean_std([measure(r) for r in by_method.get(m, []) if not unchanged(r)]) for m in METHODS}
-        undone = {m: sum(unchanged(r) for r in by_method.get(m, [])) for m in METHODS}
-        best = max((m for m in METHODS if not math.isnan(stats[m][0])), key=lambda m: stats[m][0], default=None)
+        stats = {m: mean_std([measure(r) for r in by_method.get(m, []) if not unchanged(r)]) for m in columns}
+        undone = {m: sum(unchanged(r) for r in by_method.get(m, [])) for m in columns}
+        best = max((m for m in columns if not math.isnan(stats[m][0])), key=lambda m: stats[m][0], default=None)
         baselines = [stats[m][0] for m in METHODS[1:] if not math.isnan(stats[m][0])]
-        gap = stats["archrepair"][0] - max(baselines) if baselines else math.nan
         seconds = {m: mean_std([number(r["total_s"]) for r in by_method.get(m, [])])[0] for m in ("archrepair", "finetune-network")}
         ratio = seconds["archrepair"] / seconds["finetune-network"] if seconds["finetune-network"] else math.nan
         before = mean_std([measure(r, "before") for rows in by_method.values() for r in rows])[0]
-        seeds = sorted({int(r["seed"]) for rows in by_method.values() for r in rows})
-        columns = [shown(stats[m], undone[m], m == best) for m in METHODS]
-        gap_text = "n/a" if math.isnan(gap) else f"{100 * gap:+.2f}"
+        seen = sorted({int(r["seed"]) for rows in by_method.values() for r in rows})
+        shown_columns = [shown(stats[m], undone[m], m == best) for m in columns]
+        shown_gaps = [gap_text(stats[m][0], baselines) for m in ["archrepair", *variants]]
         ratio_text = "n/a" if math.isnan(ratio) else f"{100 * ratio:.0f}%"
-        print(f"| {subject} | {scenario} | {','.join(map(str, seeds))} | {pct(before, math.nan)} | " + " | ".join(columns) + f" | {gap_text} | {ratio_text} |")
+        print(f"| {subject} | {scenario} | {','.join(map(str, seen))} | {pct(before, math.nan)} | " + " | ".join(shown_columns + shown_gaps) + f" | {ratio_text} |")
+
+
+def parse(args):
+    paths, variants, seeds = [], [], []
+    args = iter(args)
+    for arg in args:
+        if arg in ("--variant", "--seeds"):
+            value = next(args, None)
+            if value is None:
+                sys.exit(f"{arg} needs a value\n\n{__doc__}")
+            if arg == "--variant":
+                variants.append(value)
+            else:
+                try:
+                    seeds += [int(seed) for seed in value.split(",")]
+                except ValueError:
+                    sys.exit(f"--seeds {value}: expected seeds separated by commas, e.g. 1,2")
+        else:
+            paths.append(arg)
+    if not paths:
+        sys.exit(__doc__)
+    return paths, variants, seeds
 
 
 if __name__ == "__main__":
-    if len(sys.argv) < 2:
-        sys.exit(__doc__)
-    main(sys.argv[1:])
+    paths, variants, seeds = parse(sys.argv[1:])
+    main(paths, variants, seeds)
