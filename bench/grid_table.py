@@ -9,7 +9,7 @@ bench runs (docs/BENCHMARKS.md "The grid").
 so a variant run on fewer seeds is compared with the same seeds of the grid.
 
 Reads each folder's results.csv (or a results.csv path), keeps the six methods of the
-comparison (variants of the ablation are left out), and prints, per subject and scenario, the
+comparison and the variants named by `--variant` (other variants are left out), and prints, per subject and scenario, the
 goal's measure for every method as mean ± sample std over seeds, the best in bold, then
 ArchRepair's gap to the best baseline and its time against network-level fine-tuning:
 
