@@ -9,6 +9,11 @@
 #               accuracy also on the second half, which the repair never sees.
 #
 #   bench/repair.sh [OUT] [EXTRA SEARCH FLAGS...]     OUT default out/bench-repair
+#
+# Environment (defaults in brackets):
+#   SCENARIOS    which scenarios run, space-separated ["1 1b 2"]
+#   S2_LOCALIZE  scenario 2's `localize` section ["{method: spectrum, formula: ochiai}"]
+#   S2_TRAIN     scenario 2's `train` section [absent: the defaults of docs/search.md]
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
@@ -20,13 +25,19 @@ model=fixtures/subjects/fashion_mnist_resnet20.onnx
 fmnist=/usr/share/datasets/fashion-mnist
 mkdir -p "$out"
 
+scenarios=" ${SCENARIOS:-1 1b 2} "
+runs() { [[ "$scenarios" == *" $1 "* ]]; }
+
 echo "$(nproc) cores, $(date -u +%Y-%m-%d), $(git rev-parse --short HEAD)" >&2
 
 # Scenario 1.
-/usr/bin/time -f '%e %M' -o "$out/s1.time" "$bin" search "$model" \
-  --spec fixtures/specs/fashion_mnist_resnet20.yaml --out "$out/s1" --force "$@" > "$out/s1.txt"
+if runs 1; then
+  /usr/bin/time -f '%e %M' -o "$out/s1.time" "$bin" search "$model" \
+    --spec fixtures/specs/fashion_mnist_resnet20.yaml --out "$out/s1" --force "$@" > "$out/s1.txt"
+fi
 
 # Scenario 1b: D_fail from the first half of the test split, the second half unseen.
+if runs 1b; then
 {
   cat fixtures/specs/fashion_mnist_resnet20.yaml
   echo "evaluate:"
@@ -34,13 +45,17 @@ echo "$(nproc) cores, $(date -u +%Y-%m-%d), $(git rev-parse --short HEAD)" >&2
 } > "$out/scenario1b.yaml"
 /usr/bin/time -f '%e %M' -o "$out/s1b.time" "$bin" search "$model" \
   --spec "$out/scenario1b.yaml" --limit 5000 --out "$out/s1b" --force "$@" > "$out/s1b.txt"
+fi
 
 # Scenario 2: the corrupted test split at severity 3 (made once; kept across reruns).
+if runs 2; then
 corrupted="$out/corrupted"
 if [ ! -f "$corrupted/manifest.json" ]; then
   "$bin" corrupt --data "$fmnist" --out "$corrupted" --severities 3 --force > /dev/null
 fi
 corrupted_abs="$(cd "$corrupted" && pwd)"
+s2_localize='{method: spectrum, formula: ochiai}'
+s2_localize="${S2_LOCALIZE:-$s2_localize}"
 {
   echo "version: 1"
   echo "seed: 0"
@@ -54,9 +69,11 @@ corrupted_abs="$(cd "$corrupted" && pwd)"
   done
   echo "collect: {failures: 1000}"
   echo "attack: {method: pgd}"
-  echo "localize: {method: spectrum, formula: ochiai}"
+  echo "localize: $s2_localize"
+  if [ -n "${S2_TRAIN:-}" ]; then echo "train: $S2_TRAIN"; fi
 } > "$out/scenario2.yaml"
 /usr/bin/time -f '%e %M' -o "$out/s2.time" "$bin" search "$model" \
   --spec "$out/scenario2.yaml" --out "$out/s2" --force "$@" > "$out/s2.txt"
+fi
 
 .venv/bin/python bench/repair_table.py "$out"

@@ -290,6 +290,15 @@ pub fn search(request: &Request) -> Result<Outcome, Error> {
     .map_err(named)?;
     let search_seconds = search_started.elapsed().as_secs_f64();
 
+    // The subject's predictions, taken before the training: the whole-network fine-tune
+    // (`train.finetune_epochs`) changes the backbone's weights in place, and `classifier` reads
+    // those same tensors.
+    let subject_started = Instant::now();
+    let subject_on = |data: &Dataset, name: &str| predictions(&|p: &Tensor| classifier.predict(p), &input, data, &format!("{name}: subject"), request.progress);
+    let before = subject_on(request.eval, "evaluate").map_err(named)?;
+    let extra_before = request.extra.iter().map(|(name, set)| subject_on(set, name)).collect::<Result<Vec<_>, _>>().map_err(named)?;
+    let subject_seconds = subject_started.elapsed().as_secs_f64();
+
     // Train the derived cell.
     let train_started = Instant::now();
     tch::manual_seed(spec.seed as i64 ^ 0x7472);
@@ -302,24 +311,17 @@ pub fn search(request: &Request) -> Result<Outcome, Error> {
     let trained = Trainer { spec: t, data: &data, seed: spec.seed, progress: request.progress, backbone }.run(&derived).map_err(named)?;
     let train_seconds = train_started.elapsed().as_secs_f64();
 
-    // Before / after.
+    // After.
     let evaluate_started = Instant::now();
-    let before_fn = |p: &Tensor| classifier.predict(p);
-    let after_fn = |p: &Tensor| derived.predict(p);
-    let measure = |data: &Dataset, name: &str| -> Result<(Vec<i64>, Vec<i64>), Failure> {
-        Ok((
-            predictions(&before_fn, &input, data, &format!("{name}: subject"), request.progress)?,
-            predictions(&after_fn, &input, data, &format!("{name}: repaired"), request.progress)?,
-        ))
-    };
-    let (before, after) = measure(request.eval, "evaluate").map_err(named)?;
+    let repaired_on = |data: &Dataset, name: &str| predictions(&|p: &Tensor| derived.predict(p), &input, data, &format!("{name}: repaired"), request.progress);
+    let after = repaired_on(request.eval, "evaluate").map_err(named)?;
     let metrics = RepairMetrics::new(&before, &after, &request.eval.labels, &collected.failures);
     let mut extra = Vec::new();
-    for (name, set) in request.extra {
-        let (b, a) = measure(set, name).map_err(named)?;
-        extra.push(SetAccuracy { name: name.clone(), evaluated: set.len(), before: metrics::accuracy(&b, &set.labels), after: metrics::accuracy(&a, &set.labels) });
+    for ((name, set), b) in request.extra.iter().zip(&extra_before) {
+        let a = repaired_on(set, name).map_err(named)?;
+        extra.push(SetAccuracy { name: name.clone(), evaluated: set.len(), before: metrics::accuracy(b, &set.labels), after: metrics::accuracy(&a, &set.labels) });
     }
-    let evaluate_seconds = evaluate_started.elapsed().as_secs_f64();
+    let evaluate_seconds = subject_seconds + evaluate_started.elapsed().as_secs_f64();
 
     let params = derived.vs.trainable_variables().iter().map(|v| v.numel() as i64).sum();
     let SplicedNet { vs: cell_vs, cell: layers, .. } = derived;

@@ -16,6 +16,7 @@ use archrepair_onnx::search::ops::OpKind;
 use archrepair_onnx::search::options::BlockChoice;
 use archrepair_onnx::search::target::Target;
 use archrepair_onnx::localize::options::Granularity;
+use archrepair_onnx::search::metrics::predictions;
 use archrepair_onnx::search::{choose, search, Outcome, Request};
 use archrepair_onnx::localize::classifier::Classifier;
 use archrepair_onnx::localize::pixels::PixelInput;
@@ -284,10 +285,7 @@ fn second_order_search_runs_and_moves_alpha() {
 #[test]
 fn the_whole_network_fine_tune_moves_weights_but_never_bn_statistics() {
     let f = fixture();
-    let mut spec = tiny_spec(2);
-    spec.search.epochs = 1;
-    spec.train.finetune_epochs = 1;
-    spec.train.finetune_lr = 0.01;
+    let spec = fine_tune_spec(1);
     let (outcome, before, after) = run_search(&f, &spec, None, false);
     let roles: std::collections::HashMap<String, Role> = f.model.lower(Device::Cpu).unwrap().weights().iter().map(|w| (w.onnx_name.clone(), w.role)).collect();
     let moved: Vec<&String> = before.iter().zip(&after).filter(|((_, b), (_, a))| !b.equal(a)).map(|((n, _), _)| n).collect();
@@ -296,6 +294,51 @@ fn the_whole_network_fine_tune_moves_weights_but_never_bn_statistics() {
     // The fine-tuned weights stay only when the fine-tune epoch won on the held-out slice.
     assert_eq!(!moved.is_empty(), kept_finetune, "moved {} tensors, kept {:?}", moved.len(), outcome.report.kept);
     assert_eq!(outcome.report.train.iter().filter(|e| e.phase == "finetune").count(), 1);
+}
+
+#[test]
+fn before_is_the_subject_even_after_a_whole_network_fine_tune() {
+    let f = fixture();
+    // No block epochs: the fine-tune epoch is the only one scored, so its weights are kept.
+    let spec = fine_tune_spec(0);
+    let lowered = f.model.lower(Device::Cpu).unwrap();
+    let subject = predictions_of(&f, &lowered, &spec);
+    let (outcome, _, after) = run_search(&f, &spec, None, false);
+    assert_eq!(outcome.report.kept.phase, "finetune");
+    // The fine-tuned backbone around the original block predicts otherwise on some images, so
+    // a "before" taken after the training would differ from the subject's.
+    for w in lowered.weights() {
+        let (_, tuned) = after.iter().find(|(name, _)| *name == w.onnx_name).unwrap();
+        tch::no_grad(|| w.tensor.shallow_clone().copy_(tuned));
+    }
+    assert_ne!(predictions_of(&f, &lowered, &spec), subject);
+    let right = subject.iter().zip(&f.eval.labels).filter(|(p, l)| p == l).count();
+    let m = &outcome.report.metrics;
+    assert_eq!(m.full_accuracy_before, right as f64 / f.eval.len() as f64, "{m:?}");
+    // D_fail holds only failures, so every image the subject got right counts as previously correct.
+    assert_eq!(m.previously_correct, right, "{m:?}");
+}
+
+/// The tiny spec with one search epoch, `block_epochs` epochs of the cell, then one epoch of the
+/// whole network.
+fn fine_tune_spec(block_epochs: usize) -> Spec {
+    let mut spec = tiny_spec(2);
+    spec.search.epochs = 1;
+    spec.train.epochs = block_epochs;
+    spec.train.finetune_epochs = 1;
+    spec.train.finetune_lr = 0.01;
+    spec
+}
+
+/// The predicted class of every evaluation image of the fixture under `lowered`'s weights.
+fn predictions_of(f: &Fixture, lowered: &archrepair_onnx::lower::LoweredModel, spec: &Spec) -> Vec<i64> {
+    let plan = input_plan(&f.model, &spec.input, &f.eval).unwrap();
+    let input = PixelInput::new(&plan, Device::Cpu).unwrap();
+    let classifier = Classifier::new(&f.model.graph, lowered, &input);
+    match predictions(&|p: &Tensor| classifier.predict(p), &input, &f.eval, "", false) {
+        Ok(predicted) => predicted,
+        Err(_) => panic!("predicting the fixture's evaluation images failed"),
+    }
 }
 
 #[test]
